@@ -1,0 +1,120 @@
+"""ETT and TSLib "custom" CSV files (ETTh*, ETTm*, ECL, Traffic, Weather, Exchange, ILI).
+
+The official protocol (TSLib's Dataset_ETT_hour / Dataset_ETT_minute / Dataset_Custom):
+
+* ETT hourly: train rows [0, 8640), val [8640 - L, 11520), test [11520 - L, 14400), where L is the
+  input length (each later split starts L rows early so its first window has a full history);
+  ETT 15-minute files: the same borders x 4; other files: 70 % / 10 % / 20 % with the same shift.
+* A StandardScaler fitted on the training rows only; all metrics are computed in scaled space.
+* Columns: ``date`` first; features M and MS use every other column, S only ``target``.
+
+One deliberate difference: we always move ``target`` to the last column (the official custom
+loader does, the ETT loaders do not). For ETT with the default target OT, already last, nothing
+changes; for ETT with another target under ``features=MS`` the official code silently scores OT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.preprocessing import StandardScaler
+
+from ..errors import UserError
+from . import resolve_data_file
+
+ETT_HOUR_BORDERS = (12 * 30 * 24, 16 * 30 * 24, 20 * 30 * 24)  # ends of train / val / test
+
+
+@dataclass
+class SeriesSplits:
+    """Scaled float32 arrays [time, channels] for each split, plus what describes them."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    columns: list[str]
+    scaler: StandardScaler
+    path: Path
+
+    @property
+    def n_channels(self) -> int:
+        return self.train.shape[1]
+
+
+def split_borders(split: str, n_rows: int, seq_len: int) -> tuple[tuple[int, int], ...]:
+    """Row ranges [start, end) of train, val and test for the official split ``split``."""
+    if split in ("ett_hour", "ett_minute"):
+        scale = 1 if split == "ett_hour" else 4
+        ends = tuple(b * scale for b in ETT_HOUR_BORDERS)
+    elif split == "ratio":
+        n_train = int(n_rows * 0.7)
+        n_test = int(n_rows * 0.2)
+        ends = (n_train, n_rows - n_test, n_rows)
+    else:
+        raise UserError(f"dataset.split must be ett_hour, ett_minute or ratio, got {split!r}")
+    starts = (0, ends[0] - seq_len, ends[1] - seq_len)
+    return tuple(zip(starts, ends))
+
+
+def read_table(path: Path, dataset: str) -> pd.DataFrame:
+    """Read the CSV, turning every pandas failure into one line that names the file."""
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"dataset {dataset}: cannot parse {path} as CSV: {str(exc).splitlines()[0]}") from exc
+    if frame.shape[1] < 2 or frame.columns[0] != "date":
+        raise UserError(f"dataset {dataset}: {path} must start with a 'date' column followed by value columns; "
+                        f"found columns {list(frame.columns)[:5]}")
+    return frame
+
+
+def numeric_values(frame: pd.DataFrame, columns: list[str], path: Path, dataset: str) -> np.ndarray:
+    """The chosen columns as float64, or a UserError naming the first bad cell (file line, column)."""
+    out = np.empty((len(frame), len(columns)), dtype=np.float64)
+    for j, column in enumerate(columns):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna().to_numpy()
+        if bad.any():
+            row = int(np.argmax(bad))
+            raw = frame[column].iloc[row]
+            kind = "is empty" if pd.isna(raw) else f"holds {str(raw)[:40]!r}, not a number"
+            raise UserError(f"dataset {dataset}: {path} line {row + 2}, column '{column}' {kind}. "
+                            f"Fix or remove that row (the loader needs numbers in every value column).")
+        out[:, j] = values.to_numpy(dtype=np.float64)
+    return out
+
+
+def load_splits(dataset_cfg, seq_len: int, root: str | Path) -> SeriesSplits:
+    """Read, check, order, split and scale one CSV dataset for windows of input length ``seq_len``."""
+    name = dataset_cfg.name
+    path = resolve_data_file(root, dataset_cfg.path, name, dataset_cfg.source)
+    frame = read_table(path, name)
+    value_columns = [c for c in frame.columns[1:]]
+    target = dataset_cfg.target
+    if target not in value_columns:
+        raise UserError(f"dataset {name}: target column '{target}' is not in {path} "
+                        f"(columns: {', '.join(value_columns[:8])}{'...' if len(value_columns) > 8 else ''}); "
+                        f"set dataset.target=<column>")
+    if dataset_cfg.features == "S":
+        columns = [target]
+    else:
+        columns = [c for c in value_columns if c != target] + [target]
+
+    borders = split_borders(dataset_cfg.split, len(frame), seq_len)
+    needed = borders[2][1]
+    if len(frame) < needed:
+        raise UserError(f"dataset {name}: {path} has {len(frame)} rows but the {dataset_cfg.split} split needs "
+                        f"{needed}; the file looks truncated - download it again")
+    if any(end - start < seq_len + 1 for start, end in borders):
+        raise UserError(f"dataset {name}: task.seq_len={seq_len} is too long for its splits "
+                        f"(rows per split: {[end - start for start, end in borders]})")
+
+    values = numeric_values(frame, columns, path, name)
+    train_start, train_end = borders[0]
+    scaler = StandardScaler().fit(values[train_start:train_end])
+    scaled = scaler.transform(values).astype(np.float32)
+    train, val, test = (np.ascontiguousarray(scaled[start:end]) for start, end in borders)
+    return SeriesSplits(train, val, test, columns, scaler, path)
