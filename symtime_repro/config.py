@@ -1,0 +1,190 @@
+"""Typed configuration: the schema Hydra composes into, and the one start-up validation.
+
+Hydra checks *types* while it merges overrides (``trainer.lr=abc`` fails there, naming the key);
+:func:`validate` checks *meaning* once, before any work (``task.pred_len=0``,
+``model.forward_layers=9``), and raises :class:`UserError` with the override that fixes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import UserError
+
+TASK_NAMES = ("long_term", "short_term", "imputation", "classification", "anomaly")
+DEVICE_NAMES = ("cpu", "cuda", "npu", "auto")
+LR_SCHEDULES = ("type1", "type2", "cosine", "constant")
+FEATURE_MODES = ("M", "S", "MS")
+
+
+@dataclass
+class TaskConfig:
+    """What is asked of the model. Task YAMLs set the official entry point's defaults."""
+
+    name: str = "long_term"
+    seq_len: int = 96  # input window (official entry default; the official scripts use 336)
+    label_len: int = 48  # kept for TSLib flag parity; SymTime has no decoder and ignores it
+    pred_len: int = 96
+    mask_ratio: float = 0.25  # imputation: share of points hidden
+    anomaly_ratio: float = 1.0  # anomaly: percent of points flagged
+
+
+@dataclass
+class DatasetConfig:
+    """One dataset: where its file lives under ``data.root`` and how it is split."""
+
+    name: str = "ETTh1"
+    family: str = "csv"  # module in symtime_repro/data/ that reads it
+    path: str = "ETT-small/ETTh1.csv"  # relative to data.root
+    split: str = "ett_hour"  # ett_hour | ett_minute | ratio (70/10/20)
+    features: str = "M"  # M: all->all, S: target->target, MS: all->target
+    target: str = "OT"
+    freq: str = "h"
+    source: str = ""  # where to get the file, shown when it is missing
+
+
+@dataclass
+class ModelConfig:
+    """SymTime encoder size (must match a pre-trained file) and fine-tuning network options."""
+
+    name: str = "symtime"
+    # Encoder size: the official base model. symtime_small / symtime_large YAMLs change these.
+    n_layers: int = 6
+    d_model: int = 512
+    n_heads: int = 8
+    d_ff: int = 2048
+    norm: str = "BatchNorm"
+    activation: str = "gelu"
+    dropout: float = 0.1
+    attn_dropout: float = 0.1
+    # Fine-tuning options, named as the official flags (task YAMLs set per-task defaults).
+    patch_len: int = 16
+    stride: int = 8
+    padding_patch: bool = True
+    forward_layers: int = 3
+    use_avg: bool = True
+    moving_avg: int = 25
+    individual: bool = False
+    out_dropout: float = 0.1
+    conv1d: bool = True  # classification: Conv1d channel projection before patching
+    out_channels: int = 32
+    pretrained: Optional[str] = None  # official pre-trained encoder file (finetuning.pth)
+
+
+@dataclass
+class DeviceConfig:
+    name: str = "cpu"  # cpu | cuda | npu | auto (npu -> cuda -> cpu)
+    amp: bool = False
+    index: int = 0
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    eval_batch_size: Optional[int] = None  # null: same as batch_size
+    lr: float = 1e-4
+    lradj: str = "type1"
+    optimizer: str = "adam"
+    patience: int = 3
+    num_workers: int = 0
+    limit_train_batches: Optional[int] = None  # null = all (smoke runs set a cap)
+    limit_eval_batches: Optional[int] = None
+    progress: bool = True  # progress bar on a terminal
+
+
+@dataclass
+class DataConfig:
+    root: str = "data"
+
+
+@dataclass
+class RunConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    mode: str = "train"  # train: fine-tune then test the best weights; test: evaluate ckpt
+    ckpt: Optional[str] = None
+    seed: int = 2025
+    experiment: Optional[Any] = None  # the chosen preset's name, for the record
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="base_config", node=RunConfig)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+def validate(cfg: DictConfig | RunConfig) -> RunConfig:
+    """Turn the composed config into a typed :class:`RunConfig`, or raise one clear UserError."""
+    if isinstance(cfg, RunConfig):
+        run = cfg
+    else:
+        try:
+            run = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), cfg))
+        except Exception as exc:  # omegaconf names the key in its message
+            raise UserError(f"invalid configuration: {exc}".splitlines()[0]) from exc
+    t, m, tr, d = run.task, run.model, run.trainer, run.dataset
+
+    _require(t.name in TASK_NAMES, f"task.name={t.name!r} is not one of {', '.join(TASK_NAMES)}")
+    _require(t.seq_len > 0, f"task.seq_len must be a positive integer, got {t.seq_len}")
+    _require(t.pred_len > 0, f"task.pred_len must be a positive integer, got {t.pred_len}")
+    _require(t.label_len >= 0, f"task.label_len must be >= 0, got {t.label_len}")
+    _require(0 < t.mask_ratio < 1, f"task.mask_ratio must be in (0, 1), got {t.mask_ratio}")
+    _require(0 < t.anomaly_ratio < 100, f"task.anomaly_ratio is a percent in (0, 100), got {t.anomaly_ratio}")
+
+    _require(d.features in FEATURE_MODES, f"dataset.features must be one of M, S, MS, got {d.features!r}")
+    _require(d.split in ("ett_hour", "ett_minute", "ratio"),
+             f"dataset.split must be ett_hour, ett_minute or ratio, got {d.split!r}")
+
+    _require(m.d_model > 0 and m.n_heads > 0 and m.d_model % m.n_heads == 0,
+             f"model.d_model ({m.d_model}) must be a positive multiple of model.n_heads ({m.n_heads})")
+    _require(m.n_layers > 0 and m.d_ff > 0, "model.n_layers and model.d_ff must be positive")
+    _require(1 <= m.forward_layers <= m.n_layers,
+             f"model.forward_layers must be in 1..model.n_layers ({m.n_layers}), got {m.forward_layers}")
+    _require(m.patch_len > 0 and m.stride > 0,
+             f"model.patch_len and model.stride must be positive, got {m.patch_len} and {m.stride}")
+    _require(m.norm.lower() in ("batchnorm", "layernorm"),
+             f"model.norm must be BatchNorm or LayerNorm, got {m.norm!r}")
+    _require(m.activation.lower() in ("gelu", "relu"), f"model.activation must be gelu or relu, got {m.activation!r}")
+    # The official moving average pads (k-1)//2 on each side: an even kernel shortens the series.
+    _require(m.moving_avg > 0 and m.moving_avg % 2 == 1,
+             f"model.moving_avg must be a positive odd kernel size, got {m.moving_avg}")
+    for key in ("dropout", "attn_dropout", "out_dropout"):
+        value = getattr(m, key)
+        _require(0 <= value < 1, f"model.{key} must be in [0, 1), got {value}")
+    _require(m.out_channels > 0, f"model.out_channels must be positive, got {m.out_channels}")
+    _require(t.seq_len >= m.patch_len,
+             f"task.seq_len ({t.seq_len}) must be at least model.patch_len ({m.patch_len}) to form one patch")
+
+    _require(run.device.name in DEVICE_NAMES,
+             f"device.name={run.device.name!r}: choose device=cpu, device=cuda, device=npu or device=auto")
+    _require(run.device.index >= 0, f"device.index must be >= 0, got {run.device.index}")
+
+    _require(tr.epochs >= 1, f"trainer.epochs must be >= 1, got {tr.epochs}")
+    _require(tr.batch_size >= 1, f"trainer.batch_size must be >= 1, got {tr.batch_size}")
+    _require(tr.eval_batch_size is None or tr.eval_batch_size >= 1,
+             f"trainer.eval_batch_size must be null or >= 1, got {tr.eval_batch_size}")
+    _require(tr.lr > 0, f"trainer.lr must be positive, got {tr.lr}")
+    _require(tr.lradj in LR_SCHEDULES, f"trainer.lradj must be one of {', '.join(LR_SCHEDULES)}, got {tr.lradj!r}")
+    _require(tr.optimizer in ("adam", "radam"), f"trainer.optimizer must be adam or radam, got {tr.optimizer!r}")
+    _require(tr.patience >= 1, f"trainer.patience must be >= 1, got {tr.patience}")
+    _require(tr.num_workers >= 0, f"trainer.num_workers must be >= 0, got {tr.num_workers}")
+    for key in ("limit_train_batches", "limit_eval_batches"):
+        value = getattr(tr, key)
+        _require(value is None or value >= 1, f"trainer.{key} must be null (all) or >= 1, got {value}")
+
+    _require(run.mode in ("train", "test"), f"mode must be train or test, got {run.mode!r}")
+    _require(run.mode != "test" or run.ckpt,
+             "mode=test needs a checkpoint: add ckpt=<path to checkpoint.pt or official checkpoint.pth>")
+    return run

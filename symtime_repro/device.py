@@ -1,0 +1,152 @@
+"""Devices: one function per kind, each returning a :class:`Device` that knows its real name.
+
+``npu`` imports ``torch_npu`` and then ``torch_npu.contrib.transfer_to_npu`` exactly once per
+process, before any model or tensor is placed. That patch is process-wide and irreversible
+(``torch.cuda.*`` becomes the NPU, nccl becomes hccl), which is why nothing here imports
+``torch_npu`` unless ``device=npu`` (or ``device=auto`` finds it installed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import logging
+import os
+import platform
+import resource
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+NPU_INSTALL_HINT = (
+    "install torch_npu of the same version as torch ({torch}) with `pip install -e '.[npu]'` "
+    "(or Huawei's wheel for your CANN), and load the CANN toolkit first: "
+    "`source /usr/local/Ascend/ascend-toolkit/set_env.sh`"
+)
+CUDA_INSTALL_HINT = (
+    "this torch ({torch}) has no usable CUDA: install a CUDA build into .venv, e.g. "
+    "`.venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cu124`, "
+    "and check `nvidia-smi`; or run with device=cpu"
+)
+
+_transfer_to_npu_done = False
+
+
+@dataclass
+class Device:
+    kind: str  # cpu | cuda | npu
+    torch_device: torch.device
+    name: str  # what the hardware is, for logs and metrics.json
+    amp: bool = False
+
+    @property
+    def amp_dtype(self) -> torch.dtype:
+        # bfloat16 is what CPUs accelerate; float16 is the fast path on CUDA and Ascend.
+        return torch.bfloat16 if self.kind == "cpu" else torch.float16
+
+    def autocast(self):
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.amp.autocast(device_type=self.kind, dtype=self.amp_dtype)
+
+    def grad_scaler(self) -> Optional["torch.amp.GradScaler"]:
+        """Loss scaling for float16 autocast; None when not needed."""
+        if not self.amp or self.amp_dtype != torch.float16:
+            return None
+        return torch.amp.GradScaler(self.kind)
+
+    def reset_peak_memory(self) -> None:
+        if self.kind == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.torch_device)
+        elif self.kind == "npu":
+            torch.npu.reset_peak_memory_stats(self.torch_device)
+
+    def peak_memory_mb(self) -> float:
+        """Allocator peak on an accelerator; peak resident memory of the process on CPU."""
+        if self.kind == "cuda":
+            return torch.cuda.max_memory_allocated(self.torch_device) / 2**20
+        if self.kind == "npu":
+            return torch.npu.max_memory_allocated(self.torch_device) / 2**20
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+    @property
+    def pin_memory(self) -> bool:
+        return self.kind in ("cuda", "npu")
+
+
+def setup(cfg) -> Device:
+    """The device ``cfg.name`` asks for (``auto``: npu, then cuda, then cpu), ready to use."""
+    builders = {"cpu": _cpu, "cuda": _cuda, "npu": _npu}
+    if cfg.name == "auto":
+        device = _auto(cfg)
+    elif cfg.name in builders:
+        device = builders[cfg.name](cfg)
+    else:
+        raise UserError(f"device={cfg.name} is not known: use cpu, cuda, npu or auto")
+    log.info("device: %s (%s)%s", device.name, device.torch_device,
+             f", mixed precision {str(device.amp_dtype).replace('torch.', '')}" if device.amp else "")
+    return device
+
+
+def _cpu(cfg) -> Device:
+    name = f"CPU {platform.machine()} ({torch.get_num_threads()} threads)"
+    return Device("cpu", torch.device("cpu"), name, amp=cfg.amp)
+
+
+def _cuda(cfg) -> Device:
+    if not torch.cuda.is_available():
+        raise UserError("device=cuda: " + CUDA_INSTALL_HINT.format(torch=torch.__version__))
+    count = torch.cuda.device_count()
+    if cfg.index >= count:
+        raise UserError(f"device.index={cfg.index} but only {count} CUDA device(s) are visible "
+                        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+    torch.cuda.set_device(cfg.index)
+    return Device("cuda", torch.device("cuda", cfg.index), torch.cuda.get_device_name(cfg.index), amp=cfg.amp)
+
+
+def import_torch_npu() -> None:
+    """Import torch_npu and apply transfer_to_npu once per process (idempotent)."""
+    global _transfer_to_npu_done
+    if _transfer_to_npu_done:
+        return
+    hint = NPU_INSTALL_HINT.format(torch=torch.__version__)
+    try:
+        importlib.import_module("torch_npu")
+    except ImportError as exc:
+        raise UserError(f"device=npu needs the torch_npu package ({exc}): {hint}") from exc
+    except Exception as exc:  # torch_npu present but CANN missing or mismatched
+        raise UserError(f"device=npu: importing torch_npu failed ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]}): {hint}") from exc
+    importlib.import_module("torch_npu.contrib.transfer_to_npu")
+    _transfer_to_npu_done = True
+
+
+def _npu(cfg) -> Device:
+    import_torch_npu()
+    npu = getattr(torch, "npu", None)
+    if npu is None or not npu.is_available():
+        raise UserError("device=npu: torch_npu imported but no NPU is visible; check `npu-smi info` and "
+                        f"ASCEND_RT_VISIBLE_DEVICES={os.environ.get('ASCEND_RT_VISIBLE_DEVICES', 'unset')}")
+    count = npu.device_count()
+    if cfg.index >= count:
+        raise UserError(f"device.index={cfg.index} but only {count} NPU(s) are visible "
+                        f"(ASCEND_RT_VISIBLE_DEVICES={os.environ.get('ASCEND_RT_VISIBLE_DEVICES', 'unset')})")
+    npu.set_device(cfg.index)
+    return Device("npu", torch.device("npu", cfg.index), npu.get_device_name(cfg.index), amp=cfg.amp)
+
+
+def _auto(cfg) -> Device:
+    if importlib.util.find_spec("torch_npu") is not None:
+        try:
+            return _npu(cfg)
+        except UserError as exc:
+            log.warning("device=auto: torch_npu is installed but unusable, trying CUDA (%s)", exc)
+    if torch.cuda.is_available():
+        return _cuda(cfg)
+    return _cpu(cfg)

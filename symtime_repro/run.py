@@ -1,0 +1,129 @@
+"""One run: validate the config, set up the device, load data and model, train and/or test, and
+write the run directory's files (GUIDE section 2)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import device as devices
+from .config import RunConfig, validate
+from .errors import UserError
+from .files import write_json
+from .models import load_model_weights, load_pretrained_encoder, read_checkpoint
+from .tasks import make_task
+from .trainer import FitResult, Trainer
+
+log = logging.getLogger(__name__)
+
+# Keys a checkpoint of ours decides in mode=test: they fix the network's shape and what is scored.
+CHECKPOINT_OWNED = {"task": None, "model": None, "dataset": ("features", "target")}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _adopt_checkpoint_config(cfg: DictConfig, saved: dict) -> None:
+    """In mode=test with our checkpoint, take the network's settings from the checkpoint."""
+    for section, keys in CHECKPOINT_OWNED.items():
+        stored = saved.get(section, {})
+        for key in keys or stored.keys():
+            if key not in stored or key == "pretrained" or key not in cfg[section]:
+                continue
+            if cfg[section][key] != stored[key]:
+                log.info("using %s.%s=%s from the checkpoint (the command line had %s)", section, key,
+                         stored[key], cfg[section][key])
+                cfg[section][key] = stored[key]
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Execute one run and return the metrics written to ``metrics.json``."""
+    ckpt_state = None
+    if cfg.mode == "test" and cfg.get("ckpt"):
+        ckpt_state, saved_cfg = read_checkpoint(cfg.ckpt)
+        if saved_cfg is not None:
+            _adopt_checkpoint_config(cfg, saved_cfg)
+    rc: RunConfig = validate(cfg)
+    seed_everything(rc.seed)
+    device = devices.setup(rc.device)
+
+    task = make_task(rc)
+    splits = task.datasets()
+    log.info("data: %s (%s), %d channels, windows train/val/test = %d/%d/%d", rc.dataset.name,
+             splits.info.get("file", ""), splits.info.get("enc_in", 0), len(splits.train), len(splits.val),
+             len(splits.test))
+    model = task.build_model(splits)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("model: %s, d_model %d, %d of %d layers run, %s parameters (%s trainable)", rc.model.name,
+             rc.model.d_model, rc.model.forward_layers, rc.model.n_layers, f"{n_params:,}", f"{n_trainable:,}")
+
+    if ckpt_state is not None:
+        load_model_weights(model, ckpt_state, rc.ckpt)
+        log.info("loaded weights from %s", rc.ckpt)
+    elif rc.model.pretrained:
+        load_pretrained_encoder(model, rc.model.pretrained)
+        log.info("loaded the pre-trained encoder from %s", rc.model.pretrained)
+    else:
+        log.warning("model.pretrained is null: fine-tuning from a randomly initialised encoder; results will "
+                    "not match the paper's. Pass model.pretrained=<finetuning.pth> (see README) to reproduce them.")
+    model.to(device.torch_device)
+    device.reset_peak_memory()
+
+    record = OmegaConf.to_container(cfg, resolve=True)
+    trainer = Trainer(rc.trainer, device, run_dir, rc.seed, record)
+    fit = FitResult()
+    if rc.mode == "train":
+        fit = trainer.fit(task, model, splits)
+
+    started = time.perf_counter()
+    test = trainer.evaluate(task, model, splits.test, "test")
+    log.info("test: %s (%.1fs)", ", ".join(f"{k} {test[k]:.6f}" for k in task.test_metric_names()),
+             time.perf_counter() - started)
+
+    metrics: dict[str, Any] = {k: test[k] for k in task.test_metric_names()}
+    metrics.update({
+        "task": rc.task.name,
+        "dataset": rc.dataset.name,
+        "mode": rc.mode,
+        "device": device.kind,
+        "device_name": device.name,
+        "epochs_run": fit.epochs_run,
+        "best_epoch": fit.best_epoch,
+        "best_val_loss": fit.best_val_loss if fit.epochs_run else None,
+        "train_seconds": round(fit.train_seconds, 3),
+        "train_samples_per_second": fit.samples_per_second,
+        "peak_memory_mb": round(device.peak_memory_mb(), 1),
+        "seq_len": rc.task.seq_len,
+        "pred_len": rc.task.pred_len,
+        "model": rc.model.name,
+        "pretrained": rc.model.pretrained,
+        "ckpt": rc.ckpt,
+        "seed": rc.seed,
+        "status": "completed",
+    })
+    write_json(run_dir / "metrics.json", metrics)
+    _log_table(metrics, task.test_metric_names(), run_dir)
+    return metrics
+
+
+def _log_table(metrics: dict[str, Any], names: tuple[str, ...], run_dir: Path) -> None:
+    rows = [("task", metrics["task"]), ("dataset", metrics["dataset"]), ("mode", metrics["mode"]),
+            ("device", metrics["device_name"]), ("epochs", metrics["epochs_run"])]
+    rows += [(name, f"{metrics[name]:.6f}") for name in names]
+    if metrics["train_samples_per_second"]:
+        rows.append(("train samples/s", f"{metrics['train_samples_per_second']:.1f}"))
+    rows.append(("run dir", str(run_dir)))
+    width = max(len(k) for k, _ in rows)
+    lines = ["", "result", "-" * (width + 30)] + [f"{k:<{width}}  {v}" for k, v in rows]
+    log.info("\n".join(lines))

@@ -1,0 +1,204 @@
+"""The one training loop shared by every task.
+
+It knows nothing about tasks beyond :class:`symtime_repro.tasks.Task`: it moves batches to the
+device, runs the optimiser under the chosen precision, follows the official learning-rate schedule,
+stops early on validation loss, keeps the best weights in ``checkpoint.pt``, and evaluates the test
+split once, at the end, with those weights (the official loop also evaluates the test set every
+epoch, only to print it; we don't).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .data.windows import make_loader
+from .device import Device
+from .files import write_csv
+from .models import save_checkpoint
+from .tasks import Splits, Task
+
+log = logging.getLogger(__name__)
+
+HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "lr", "seconds"]
+TYPE2_SCHEDULE = {2: 5e-5, 4: 1e-5, 6: 5e-6, 8: 1e-6, 10: 5e-7, 15: 1e-7, 20: 5e-8}
+
+
+def scheduled_lr(lradj: str, base_lr: float, epoch: int, total_epochs: int) -> Optional[float]:
+    """Learning rate to use after finishing ``epoch`` (1-based), or None to keep the current one.
+
+    The official ``adjust_learning_rate``: type1 halves every epoch, type2 follows a fixed table
+    (independent of the base rate), cosine anneals over ``total_epochs``.
+    """
+    if lradj == "type1":
+        return base_lr * 0.5 ** (epoch - 1)
+    if lradj == "type2":
+        return TYPE2_SCHEDULE.get(epoch)
+    if lradj == "cosine":
+        return base_lr / 2 * (1 + math.cos(epoch / total_epochs * math.pi))
+    return None  # constant
+
+
+@dataclass
+class FitResult:
+    epochs_run: int = 0
+    best_epoch: int = 0
+    best_val_loss: float = float("inf")
+    train_seconds: float = 0.0
+    train_samples: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def samples_per_second(self) -> Optional[float]:
+        return self.train_samples / self.train_seconds if self.train_seconds > 0 else None
+
+
+class Trainer:
+    def __init__(self, cfg, device: Device, run_dir: Path, seed: int, config_record: dict) -> None:
+        self.cfg = cfg  # TrainerConfig
+        self.device = device
+        self.run_dir = Path(run_dir)
+        self.seed = seed
+        self.config_record = config_record  # saved in checkpoint.pt
+
+    # -- data -----------------------------------------------------------------------------------
+    def loader(self, dataset, train: bool) -> DataLoader:
+        batch_size = self.cfg.batch_size if train else (self.cfg.eval_batch_size or self.cfg.batch_size)
+        return make_loader(dataset, batch_size, shuffle=train, seed=self.seed, num_workers=self.cfg.num_workers,
+                           pin_memory=self.device.pin_memory)
+
+    def _limit(self, loader: DataLoader, limit: Optional[int], what: str) -> tuple[int, Iterable]:
+        total = len(loader)
+        if limit is not None and limit < total:
+            log.info("trainer.limit_%s_batches=%d: using %d of %d %s batches", what, limit, limit, total, what)
+            return limit, islice(loader, limit)
+        return total, loader
+
+    def _to_device(self, batches: Iterable[dict]) -> Iterator[dict]:
+        non_blocking = self.device.pin_memory
+        for batch in batches:
+            yield {k: v.to(self.device.torch_device, non_blocking=non_blocking) for k, v in batch.items()}
+
+    def evaluate(self, task: Task, model: nn.Module, dataset, what: str = "eval") -> dict[str, float]:
+        model.eval()
+        _, batches = self._limit(self.loader(dataset, train=False), self.cfg.limit_eval_batches, "eval")
+        with self.device.autocast():
+            return task.evaluate(model, self._to_device(batches))
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, task: Task, model: nn.Module, splits: Splits) -> FitResult:
+        cfg = self.cfg
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer_cls = torch.optim.RAdam if cfg.optimizer == "radam" else torch.optim.Adam
+        optimizer = optimizer_cls(params, lr=cfg.lr)
+        scaler = self.device.grad_scaler()
+        train_loader = self.loader(splits.train, train=True)
+        result = FitResult()
+        best_state: Optional[dict] = None
+        bad_epochs = 0
+        log.info("training: %d windows (%d batches of %d), %d validation windows, up to %d epochs",
+                 len(splits.train), len(train_loader), cfg.batch_size, len(splits.val), cfg.epochs)
+
+        for epoch in range(1, cfg.epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            n_batches, batches = self._limit(train_loader, cfg.limit_train_batches, "train")
+            progress = _Progress(n_batches, f"epoch {epoch}/{cfg.epochs}", enabled=cfg.progress)
+            loss_sum, seen = 0.0, 0
+            for batch in self._to_device(batches):
+                optimizer.zero_grad(set_to_none=True)
+                with self.device.autocast():
+                    loss = task.training_loss(model, batch)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                size = next(iter(batch.values())).shape[0]
+                loss_value = loss.item()
+                loss_sum += loss_value * size
+                seen += size
+                progress.update(loss_value)
+            progress.close()
+            train_seconds = time.perf_counter() - started
+            result.train_seconds += train_seconds
+            result.train_samples += seen
+
+            val_loss = self.evaluate(task, model, splits.val, "val")["loss"]
+            lr_now = optimizer.param_groups[0]["lr"]
+            row = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "val_loss": val_loss, "lr": lr_now,
+                   "seconds": round(time.perf_counter() - started, 3)}
+            result.history.append(row)
+            result.epochs_run = epoch
+            write_csv(self.run_dir / "history.csv", result.history, HISTORY_FIELDS)
+
+            improved = val_loss < result.best_val_loss
+            log.info("epoch %d: train loss %.6f, val loss %.6f, lr %.3g, %.1fs%s", epoch, row["train_loss"],
+                     val_loss, lr_now, row["seconds"], " (best, saved)" if improved else "")
+            if improved:
+                result.best_val_loss, result.best_epoch, bad_epochs = val_loss, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+                save_checkpoint(self.run_dir / "checkpoint.pt", model, optimizer, epoch, self.config_record,
+                                {"best_val_loss": val_loss})
+            else:
+                bad_epochs += 1
+                if bad_epochs >= cfg.patience:
+                    log.info("early stopping: no validation improvement for %d epochs", bad_epochs)
+                    result.stopped_early = True
+                    break
+            new_lr = scheduled_lr(cfg.lradj, cfg.lr, epoch, cfg.epochs)
+            if new_lr is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = new_lr
+
+        if best_state is None:  # every validation loss was NaN
+            log.warning("validation loss never improved (NaN?); testing the last weights")
+            save_checkpoint(self.run_dir / "checkpoint.pt", model, optimizer, result.epochs_run,
+                            self.config_record, {"best_val_loss": float("nan")})
+        else:
+            model.load_state_dict(best_state)
+            log.info("restored the best weights (epoch %d, val loss %.6f)", result.best_epoch, result.best_val_loss)
+        return result
+
+
+class _Progress:
+    """A tqdm bar (loss, rate, ETA) on a terminal; a few log lines with ETA otherwise."""
+
+    def __init__(self, total: int, desc: str, enabled: bool) -> None:
+        self.total, self.desc, self.count = total, desc, 0
+        self.started = time.perf_counter()
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+        self.every = max(1, total // 5)
+
+    def update(self, loss: float) -> None:
+        self.count += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        elif self.count % self.every == 0 and self.count < self.total:
+            elapsed = time.perf_counter() - self.started
+            eta = elapsed / self.count * (self.total - self.count)
+            log.info("%s: step %d/%d, loss %.6f, %.2f s/step, ETA %.0fs", self.desc, self.count, self.total,
+                     loss, elapsed / self.count, eta)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
