@@ -15,6 +15,7 @@ changes; for ETT with another target under ``features=MS`` the official code sil
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,13 +79,22 @@ def numeric_values(frame: pd.DataFrame, columns: list[str], path: Path, dataset:
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = values.isna().to_numpy()
         if bad.any():
-            row = int(np.argmax(bad))
-            raw = frame[column].iloc[row]
-            kind = "is empty" if pd.isna(raw) else f"holds {str(raw)[:40]!r}, not a number"
-            raise UserError(f"dataset {dataset}: {path} line {row + 2}, column '{column}' {kind}. "
+            line = int(np.argmax(bad)) + 2  # 1-based, after the header
+            raw = _raw_cell(path, line, list(frame.columns).index(column))
+            kind = "is empty" if raw == "" else f"holds {raw[:40]!r}, not a number"
+            raise UserError(f"dataset {dataset}: {path} line {line}, column '{column}' {kind}. "
                             f"Fix or remove that row (the loader needs numbers in every value column).")
         out[:, j] = values.to_numpy(dtype=np.float64)
     return out
+
+
+def _raw_cell(path: Path, line: int, column: int) -> str:
+    """The cell as written in the file (pandas has already turned 'n/a', 'NaN', '' into NaN)."""
+    with open(path, newline="") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            if number == line:
+                return row[column].strip() if column < len(row) else ""
+    return ""
 
 
 def load_splits(dataset_cfg, seq_len: int, root: str | Path) -> SeriesSplits:

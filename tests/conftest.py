@@ -1,0 +1,56 @@
+"""Shared fixtures: the repo's shipped data, a tiny model config, and the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_ROOT = REPO / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# A model small enough for CI on 2 cores; everything else is the real pipeline on real ETTh1.
+TINY = [
+    "model.n_layers=2", "model.forward_layers=1", "model.d_model=32", "model.n_heads=4", "model.d_ff=64",
+    "task.seq_len=96", "task.pred_len=24", "trainer.batch_size=64", "trainer.eval_batch_size=512",
+    "trainer.epochs=2", "trainer.limit_train_batches=12", "trainer.progress=false",
+    f"data.root={DATA_ROOT}",
+]
+
+
+def tiny_model_cfg(**overrides) -> SimpleNamespace:
+    cfg = dict(n_layers=2, d_model=32, n_heads=4, d_ff=64, norm="BatchNorm", activation="gelu", dropout=0.1,
+               attn_dropout=0.1, patch_len=16, stride=8, padding_patch=True, forward_layers=1, use_avg=True,
+               moving_avg=25, individual=False, out_dropout=0.1, conv1d=True, out_channels=8, pretrained=None)
+    cfg.update(overrides)
+    return SimpleNamespace(**cfg)
+
+
+def run_cli(args: list[str], run_dir: Path | None = None, cwd: Path | None = None,
+            env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m symtime_repro`` like a user would, in its own process."""
+    cmd = [sys.executable, "-m", "symtime_repro", *args]
+    if run_dir is not None:
+        cmd.append(f"hydra.run.dir={run_dir}")
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(cmd, cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One real tiny fine-tuning run on the shipped ETTh1, shared by the CLI tests."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    result = run_cli(TINY, run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
