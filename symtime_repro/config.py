@@ -29,7 +29,8 @@ class TaskConfig:
     seq_len: int = 96  # input window (official entry default; the official scripts use 336)
     label_len: int = 48  # kept for TSLib flag parity; SymTime has no decoder and ignores it
     pred_len: int = 96
-    mask_ratio: float = 0.25  # imputation: share of points hidden
+    mask_ratio: float = 0.125  # imputation: share of points hidden
+    mask_rng: str = "seeded"  # imputation eval masks: seeded (reproducible) | global (official)
     anomaly_ratio: float = 1.0  # anomaly: percent of points flagged
 
 
@@ -138,9 +139,12 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
 
     _require(t.name in TASK_NAMES, f"task.name={t.name!r} is not one of {', '.join(TASK_NAMES)}")
     _require(t.seq_len > 0, f"task.seq_len must be a positive integer, got {t.seq_len}")
-    _require(t.pred_len > 0, f"task.pred_len must be a positive integer, got {t.pred_len}")
+    forecasting = t.name in ("long_term", "short_term")  # the others reconstruct or classify the input
+    _require(t.pred_len > 0 if forecasting else t.pred_len >= 0,
+             f"task.pred_len must be a positive integer, got {t.pred_len}")
     _require(t.label_len >= 0, f"task.label_len must be >= 0, got {t.label_len}")
     _require(0 < t.mask_ratio < 1, f"task.mask_ratio must be in (0, 1), got {t.mask_ratio}")
+    _require(t.mask_rng in ("seeded", "global"), f"task.mask_rng must be seeded or global, got {t.mask_rng!r}")
     _require(0 < t.anomaly_ratio < 100, f"task.anomaly_ratio is a percent in (0, 100), got {t.anomaly_ratio}")
 
     _require(d.features in FEATURE_MODES, f"dataset.features must be one of M, S, MS, got {d.features!r}")

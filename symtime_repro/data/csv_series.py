@@ -25,6 +25,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..errors import UserError
 from . import resolve_data_file
+from .windows import SlidingWindows
 
 ETT_HOUR_BORDERS = (12 * 30 * 24, 16 * 30 * 24, 20 * 30 * 24)  # ends of train / val / test
 
@@ -128,3 +129,16 @@ def load_splits(dataset_cfg, seq_len: int, root: str | Path) -> SeriesSplits:
     scaled = scaler.transform(values).astype(np.float32)
     train, val, test = (np.ascontiguousarray(scaled[start:end]) for start, end in borders)
     return SeriesSplits(train, val, test, columns, scaler, path)
+
+
+def window_splits(dataset_cfg, seq_len: int, target_len: int, root: str | Path):
+    """Train/val/test :class:`SlidingWindows` of ``seq_len`` inputs and ``target_len`` targets, and
+    the facts derived from the data (``enc_in``, column order, file)."""
+    series = load_splits(dataset_cfg, seq_len, root)
+    try:
+        windows = tuple(SlidingWindows(part, seq_len, target_len) for part in (series.train, series.val, series.test))
+    except ValueError as exc:
+        raise UserError(f"dataset {dataset_cfg.name}: windows of {seq_len} + {target_len} steps do not fit in "
+                        f"every split ({exc}); lower task.seq_len or task.pred_len") from exc
+    info = {"enc_in": series.n_channels, "columns": series.columns, "file": str(series.path)}
+    return windows, info

@@ -19,6 +19,7 @@ from ..errors import UserError
 # name -> "module:Class"; imported on demand so an unused task costs nothing at start-up.
 TASKS = {
     "long_term": "symtime_repro.tasks.long_term:LongTermForecasting",
+    "imputation": "symtime_repro.tasks.imputation:Imputation",
 }
 
 

@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from ..data import csv_series
-from ..data.windows import SlidingWindows
-from ..errors import UserError
+from ..metrics import MeanErrors
 from ..models import build_model
 from . import Splits
 
@@ -33,15 +32,8 @@ class LongTermForecasting:
 
     def datasets(self) -> Splits:
         t = self.cfg.task
-        series = csv_series.load_splits(self.cfg.dataset, t.seq_len, self.cfg.data.root)
-        try:
-            train, val, test = (SlidingWindows(part, t.seq_len, t.pred_len)
-                                for part in (series.train, series.val, series.test))
-        except ValueError as exc:
-            raise UserError(f"dataset {self.cfg.dataset.name}: task.seq_len={t.seq_len} + task.pred_len="
-                            f"{t.pred_len} do not fit in a split ({exc})") from exc
-        info = {"enc_in": series.n_channels, "columns": series.columns, "file": str(series.path)}
-        return Splits(train, val, test, info)
+        windows, info = csv_series.window_splits(self.cfg.dataset, t.seq_len, t.pred_len, self.cfg.data.root)
+        return Splits(*windows, info)
 
     def build_model(self, splits: Splits) -> nn.Module:
         t = self.cfg.task
@@ -53,19 +45,11 @@ class LongTermForecasting:
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
-        squared = absolute = None
-        count = 0
+        errors = MeanErrors()
         for batch in batches:
-            err = model(batch["x"])[..., self.scored].float() - batch["y"][..., self.scored]
-            # Sums in float64 so a long test set does not lose precision.
-            s, a = err.square().sum(dtype=torch.float64), err.abs().sum(dtype=torch.float64)
-            squared = s if squared is None else squared + s
-            absolute = a if absolute is None else absolute + a
-            count += err.numel()
-        if count == 0:
-            return {"loss": float("nan"), "mse": float("nan"), "mae": float("nan")}
-        mse = (squared / count).item()
-        return {"loss": mse, "mse": mse, "mae": (absolute / count).item()}
+            errors.add(model(batch["x"])[..., self.scored].float() - batch["y"][..., self.scored])
+        result = errors.result()
+        return {"loss": result["mse"], **result}
 
     def test_metric_names(self) -> tuple[str, ...]:
         return ("mse", "mae")

@@ -1,0 +1,29 @@
+"""Metrics shared by tasks (task-specific ones live with their task, e.g. M4's in m4.py)."""
+
+from __future__ import annotations
+
+import torch
+
+
+class MeanErrors:
+    """Running MSE and MAE over every element added, summed in float64 on the device.
+
+    Adding errors batch by batch and dividing once gives the mean over all points, independent of
+    the batch size, without moving predictions to the host.
+    """
+
+    def __init__(self) -> None:
+        self.squared = self.absolute = None
+        self.count = 0
+
+    def add(self, error: torch.Tensor) -> None:
+        error = error.float()
+        squared, absolute = error.square().sum(dtype=torch.float64), error.abs().sum(dtype=torch.float64)
+        self.squared = squared if self.squared is None else self.squared + squared
+        self.absolute = absolute if self.absolute is None else self.absolute + absolute
+        self.count += error.numel()
+
+    def result(self) -> dict[str, float]:
+        if self.count == 0:
+            return {"mse": float("nan"), "mae": float("nan")}
+        return {"mse": (self.squared / self.count).item(), "mae": (self.absolute / self.count).item()}

@@ -1,0 +1,79 @@
+"""Imputation on the ETT/csv datasets (``task=imputation task.mask_ratio=0.125``).
+
+Protocol of the official ``imputation.py``: windows of ``seq_len`` steps (no horizon), each point
+hidden with probability ``mask_ratio`` (masked inputs set to 0), the network reconstructs the
+window; loss and test MSE/MAE over the hidden points only (the target channel alone under
+``features=MS``).
+
+Masks. Training masks are fresh random draws every batch, as officially. Validation and test masks
+officially come from the global RNG, so the test metric changes from run to run and the
+validation set changes every epoch. By default (``task.mask_rng=seeded``) ours come from their own
+generator seeded with ``seed`` and restarted for every evaluation: the same seed gives the same
+masks, hence the same metrics, on every run and device (for a given ``trainer.eval_batch_size``),
+and early stopping compares epochs on the same masks. ``task.mask_rng=global`` reproduces the
+official behaviour.
+
+The official network also computes a neighbour interpolation of the zeroed points and then
+discards it, so it has no effect on the output; we don't compute it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import torch
+from torch import nn
+
+from ..data import csv_series
+from ..metrics import MeanErrors
+from ..models import build_model
+from . import Splits
+
+
+def draw_mask(shape: torch.Size, ratio: float, device: torch.device,
+              generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Boolean mask, True where a point is hidden (official: uniform draw <= ratio)."""
+    if generator is None:
+        return torch.rand(shape, device=device) <= ratio
+    return (torch.rand(shape, generator=generator) <= ratio).to(device)
+
+
+class Imputation:
+    name = "imputation"
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self.ratio = cfg.task.mask_ratio
+        self.scored = slice(-1, None) if cfg.dataset.features == "MS" else slice(None)
+
+    def datasets(self) -> Splits:
+        windows, info = csv_series.window_splits(self.cfg.dataset, self.cfg.task.seq_len, 0, self.cfg.data.root)
+        return Splits(*windows, info)
+
+    def build_model(self, splits: Splits) -> nn.Module:
+        t = self.cfg.task
+        return build_model(self.name, splits.info["enc_in"], t.seq_len, t.pred_len, self.cfg.model)
+
+    def _masked_error(self, model: nn.Module, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        output = model(x.masked_fill(hidden, 0.0))
+        hidden = hidden[..., self.scored]
+        return output[..., self.scored].float()[hidden] - x[..., self.scored][hidden]
+
+    def training_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = batch["x"]
+        return self._masked_error(model, x, draw_mask(x.shape, self.ratio, x.device)).square().mean()
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
+        generator = None
+        if self.cfg.task.mask_rng == "seeded":
+            generator = torch.Generator().manual_seed(self.cfg.seed)
+        errors = MeanErrors()
+        for batch in batches:
+            x = batch["x"]
+            errors.add(self._masked_error(model, x, draw_mask(x.shape, self.ratio, x.device, generator)))
+        result = errors.result()
+        return {"loss": result["mse"], **result}
+
+    def test_metric_names(self) -> tuple[str, ...]:
+        return ("mse", "mae")
