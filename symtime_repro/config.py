@@ -26,9 +26,11 @@ class TaskConfig:
     """What is asked of the model. Task YAMLs set the official entry point's defaults."""
 
     name: str = "long_term"
-    seq_len: int = 96  # input window (official entry default; the official scripts use 336)
+    # Input window and horizon. null means "derived from the data" (M4: pred_len = the pattern's
+    # horizon H, seq_len = 2H); the task fills them in before anything is built.
+    seq_len: Optional[int] = 96  # official long-term entry default; the official scripts use 336
     label_len: int = 48  # kept for TSLib flag parity; SymTime has no decoder and ignores it
-    pred_len: int = 96
+    pred_len: Optional[int] = 96
     mask_ratio: float = 0.125  # imputation: share of points hidden
     mask_rng: str = "seeded"  # imputation eval masks: seeded (reproducible) | global (official)
     anomaly_ratio: float = 1.0  # anomaly: percent of points flagged
@@ -46,6 +48,7 @@ class DatasetConfig:
     target: str = "OT"
     freq: str = "h"
     source: str = ""  # where to get the file, shown when it is missing
+    seasonal_pattern: Optional[str] = None  # M4: Yearly, Quarterly, Monthly, Weekly, Daily, Hourly
 
 
 @dataclass
@@ -121,6 +124,16 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="base_config", node=RunConfig)
 
 
+def check_patchable(seq_len: Optional[int], m: ModelConfig) -> None:
+    """The window must hold one patch (after the official end padding by ``stride``)."""
+    if seq_len is None:
+        return
+    padded = seq_len + (m.stride if m.padding_patch else 0)
+    _require(padded >= m.patch_len,
+             f"task.seq_len={seq_len} is too short for model.patch_len={m.patch_len} (with padding "
+             f"{m.stride if m.padding_patch else 0}): lower model.patch_len or raise task.seq_len")
+
+
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise UserError(message)
@@ -138,9 +151,12 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     t, m, tr, d = run.task, run.model, run.trainer, run.dataset
 
     _require(t.name in TASK_NAMES, f"task.name={t.name!r} is not one of {', '.join(TASK_NAMES)}")
-    _require(t.seq_len > 0, f"task.seq_len must be a positive integer, got {t.seq_len}")
+    derived = t.name == "short_term"  # M4 horizons come from the seasonal pattern when null
+    _require(t.seq_len is not None or derived, "task.seq_len must be set (a positive integer)")
+    _require(t.seq_len is None or t.seq_len > 0, f"task.seq_len must be a positive integer, got {t.seq_len}")
     forecasting = t.name in ("long_term", "short_term")  # the others reconstruct or classify the input
-    _require(t.pred_len > 0 if forecasting else t.pred_len >= 0,
+    _require(t.pred_len is not None or derived, "task.pred_len must be set (a positive integer)")
+    _require(t.pred_len is None or (t.pred_len > 0 if forecasting else t.pred_len >= 0),
              f"task.pred_len must be a positive integer, got {t.pred_len}")
     _require(t.label_len >= 0, f"task.label_len must be >= 0, got {t.label_len}")
     _require(0 < t.mask_ratio < 1, f"task.mask_ratio must be in (0, 1), got {t.mask_ratio}")
@@ -148,7 +164,7 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     _require(0 < t.anomaly_ratio < 100, f"task.anomaly_ratio is a percent in (0, 100), got {t.anomaly_ratio}")
 
     _require(d.features in FEATURE_MODES, f"dataset.features must be one of M, S, MS, got {d.features!r}")
-    _require(d.split in ("ett_hour", "ett_minute", "ratio"),
+    _require(d.family != "csv" or d.split in ("ett_hour", "ett_minute", "ratio"),
              f"dataset.split must be ett_hour, ett_minute or ratio, got {d.split!r}")
 
     _require(m.d_model > 0 and m.n_heads > 0 and m.d_model % m.n_heads == 0,
@@ -168,8 +184,7 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
         value = getattr(m, key)
         _require(0 <= value < 1, f"model.{key} must be in [0, 1), got {value}")
     _require(m.out_channels > 0, f"model.out_channels must be positive, got {m.out_channels}")
-    _require(t.seq_len >= m.patch_len,
-             f"task.seq_len ({t.seq_len}) must be at least model.patch_len ({m.patch_len}) to form one patch")
+    check_patchable(t.seq_len, m)
 
     _require(run.device.name in DEVICE_NAMES,
              f"device.name={run.device.name!r}: choose device=cpu, device=cuda, device=npu or device=auto")

@@ -3,6 +3,7 @@ write the run directory's files (GUIDE section 2)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from . import device as devices
 from .config import RunConfig, validate
@@ -24,7 +25,7 @@ from .trainer import FitResult, Trainer
 log = logging.getLogger(__name__)
 
 # Keys a checkpoint of ours decides in mode=test: they fix the network's shape and what is scored.
-CHECKPOINT_OWNED = {"task": None, "model": None, "dataset": ("features", "target")}
+CHECKPOINT_OWNED = {"task": None, "model": None, "dataset": ("features", "target", "seasonal_pattern")}
 
 
 def seed_everything(seed: int) -> None:
@@ -80,7 +81,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     model.to(device.torch_device)
     device.reset_peak_memory()
 
-    record = OmegaConf.to_container(cfg, resolve=True)
+    record = dataclasses.asdict(rc)  # after the task filled in derived values (e.g. M4 horizons)
     trainer = Trainer(rc.trainer, device, run_dir, rc.seed, record)
     fit = FitResult()
     if rc.mode == "train":
@@ -91,7 +92,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log.info("test: %s (%.1fs)", ", ".join(f"{k} {test[k]:.6f}" for k in task.test_metric_names()),
              time.perf_counter() - started)
 
+    task.save_test_outputs(run_dir)
+
+    # The contract's metric names first, then whatever else the task reports (e.g. per-pattern values).
     metrics: dict[str, Any] = {k: test[k] for k in task.test_metric_names()}
+    metrics.update({k: v for k, v in test.items() if k != "loss" and k not in metrics})
     metrics.update({
         "task": rc.task.name,
         "dataset": rc.dataset.name,

@@ -19,6 +19,7 @@ from ..errors import UserError
 # name -> "module:Class"; imported on demand so an unused task costs nothing at start-up.
 TASKS = {
     "long_term": "symtime_repro.tasks.long_term:LongTermForecasting",
+    "short_term": "symtime_repro.tasks.short_term:ShortTermForecasting",
     "imputation": "symtime_repro.tasks.imputation:Imputation",
 }
 
@@ -50,6 +51,18 @@ class Task(Protocol):
 
     def test_metric_names(self) -> tuple[str, ...]:
         """The metrics.json keys this task reports (GUIDE section 2)."""
+
+    def save_test_outputs(self, run_dir) -> None:
+        """Called after the test evaluation; write extra files (optional, see BaseTask)."""
+
+
+class BaseTask:
+    """Defaults for the optional parts of :class:`Task`."""
+
+    name = ""
+
+    def save_test_outputs(self, run_dir) -> None:
+        """Write task-specific test artefacts (e.g. the M4 forecast CSV) into the run dir."""
 
 
 def make_task(cfg) -> Task:

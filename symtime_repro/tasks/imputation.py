@@ -27,7 +27,7 @@ from torch import nn
 from ..data import csv_series
 from ..metrics import MeanErrors
 from ..models import build_model
-from . import Splits
+from . import BaseTask, Splits
 
 
 def draw_mask(shape: torch.Size, ratio: float, device: torch.device,
@@ -38,7 +38,7 @@ def draw_mask(shape: torch.Size, ratio: float, device: torch.device,
     return (torch.rand(shape, generator=generator) <= ratio).to(device)
 
 
-class Imputation:
+class Imputation(BaseTask):
     name = "imputation"
 
     def __init__(self, cfg) -> None:

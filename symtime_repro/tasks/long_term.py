@@ -19,10 +19,10 @@ from torch import nn
 from ..data import csv_series
 from ..metrics import MeanErrors
 from ..models import build_model
-from . import Splits
+from . import BaseTask, Splits
 
 
-class LongTermForecasting:
+class LongTermForecasting(BaseTask):
     name = "long_term"
 
     def __init__(self, cfg) -> None:

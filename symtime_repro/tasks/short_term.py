@@ -1,0 +1,163 @@
+"""Short-term forecasting on M4 (``task=short_term dataset=M4 dataset.seasonal_pattern=Hourly``).
+
+Protocol of the official ``short_term_forecast.py`` (TSLib's M4 pipeline), one model per pattern:
+
+* horizon H from the pattern, input ``seq_len = 2H``; univariate, no scaling (the network's
+  instance normalisation does it);
+* training: every item is one series with one random cut point in its last ``history_size * H``
+  points; the input is the 2H points before the cut, zero-padded on the left when the history is
+  shorter; the target is the H points after it, with a mask where the series has ended (and, as
+  officially, an empty target when the cut lies in the first H points);
+* loss: TSLib's SMAPE loss, ``200 * mean(|f - y| / (|f| + |y|) * mask)`` with the denominator held
+  constant for the gradient and 0/0 counted as 0;
+* test: the last 2H training points of every series (zero-padded) forecast the H test points;
+  sMAPE, MASE and OWA against Naive2; forecasts saved as ``forecast.csv`` in the M4 submission
+  format (combine the six patterns' files with ``python -m symtime_repro.m4 score``).
+
+Protocol quirk, reproduced: the official code has no validation split for M4 and early-stops on
+the test set itself (its "validation loss" is the test sMAPE). We do the same so results compare
+with the published ones; the log says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from .. import m4 as m4_metrics
+from ..data import m4
+from ..errors import UserError
+from ..models import build_model
+from . import BaseTask, Splits
+
+log = logging.getLogger(__name__)
+
+
+def smape_loss(forecast: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """TSLib's SMAPE training loss (percent); the denominator carries no gradient."""
+    denominator = forecast.detach().abs() + target.abs()
+    ratio = (forecast - target).abs() / denominator
+    ratio = torch.where(torch.isfinite(ratio), ratio, torch.zeros_like(ratio))  # 0/0 -> 0
+    return 200 * (ratio * mask).mean()
+
+
+def left_padded(series: np.ndarray, length: int) -> np.ndarray:
+    """The last ``length`` points, zero-padded on the left when the series is shorter."""
+    out = np.zeros(length, dtype=np.float32)
+    tail = series[-length:]
+    out[length - len(tail):] = tail
+    return out
+
+
+class M4TrainWindows(Dataset):
+    """One random training window per series per item (fresh cut points every epoch).
+
+    Cut points come from torch's RNG, which PyTorch seeds per DataLoader worker from the run seed,
+    so runs repeat and workers don't draw the same windows.
+    """
+
+    def __init__(self, series: list[np.ndarray], input_len: int, horizon: int, sampling_limit: int) -> None:
+        self.series = [torch.from_numpy(s.astype(np.float32)) for s in series]
+        self.input_len, self.horizon, self.sampling_limit = input_len, horizon, sampling_limit
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def __getitem__(self, index):
+        indices = [index] if isinstance(index, int) else list(index)
+        x = torch.zeros(len(indices), self.input_len, 1)
+        y = torch.zeros(len(indices), self.horizon, 1)
+        mask = torch.zeros(len(indices), self.horizon, 1)
+        for row, i in enumerate(indices):
+            series = self.series[i]
+            n = len(series)
+            cut = int(torch.randint(max(1, n - self.sampling_limit), n, (1,)))  # in [low, n)
+            history = series[max(0, cut - self.input_len):cut]
+            x[row, self.input_len - len(history):, 0] = history
+            if cut < self.horizon:
+                # Official quirk, kept: TSLib slices the target from cut - label_len (= H); a negative
+                # start wraps around and gives an empty target, so such a window adds no loss.
+                continue
+            future = series[cut:cut + self.horizon]
+            y[row, :len(future), 0] = future
+            mask[row, :len(future), 0] = 1.0
+        batch = {"x": x, "y": y, "mask": mask}
+        return {k: v[0] for k, v in batch.items()} if isinstance(index, int) else batch
+
+
+class M4LastWindows(Dataset):
+    """Each series' last ``input_len`` training points and, as target, its test horizon."""
+
+    def __init__(self, split: m4.M4Split, input_len: int) -> None:
+        self.x = torch.from_numpy(np.stack([left_padded(s, input_len) for s in split.train])).unsqueeze(-1)
+        self.y = torch.from_numpy(split.test.astype(np.float32)).unsqueeze(-1)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index):
+        return {"x": self.x[index], "y": self.y[index]}
+
+
+class ShortTermForecasting(BaseTask):
+    name = "short_term"
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        if cfg.dataset.family != "m4":
+            raise UserError(f"task=short_term runs on M4 (dataset=M4), not dataset={cfg.dataset.name}")
+        self.pattern = m4.get_pattern(cfg.dataset.seasonal_pattern)
+        t, horizon = cfg.task, self.pattern.horizon
+        if t.pred_len is not None and t.pred_len != horizon:
+            raise UserError(f"task.pred_len={t.pred_len} but M4 {self.pattern.name} has horizon {horizon}; "
+                            f"leave task.pred_len=null to derive it")
+        t.pred_len = horizon
+        if t.seq_len is None:
+            t.seq_len = 2 * horizon  # the official input length
+        self.split: m4.M4Split | None = None
+        self.forecasts: np.ndarray | None = None
+
+    def datasets(self) -> Splits:
+        root = self.cfg.data.root
+        split = m4.load(root, self.pattern.name)
+        self.split = split
+        self.naive2 = m4.naive2(root, self.pattern.name, split.ids)  # fail early if OWA can't be computed
+        t = self.cfg.task
+        train = M4TrainWindows(split.train, t.seq_len, t.pred_len, self.pattern.window_sampling_limit)
+        last = M4LastWindows(split, t.seq_len)
+        log.info("M4 %s: %d series, horizon %d, input %d; validation = the test set (official protocol)",
+                 self.pattern.name, len(split), t.pred_len, t.seq_len)
+        return Splits(train, last, last, {"enc_in": 1, "series": len(split), "file": str(m4.m4_dir(root))})
+
+    def build_model(self, splits: Splits) -> nn.Module:
+        t = self.cfg.task
+        return build_model(self.name, 1, t.seq_len, t.pred_len, self.cfg.model)
+
+    def training_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return smape_loss(model(batch["x"]).float(), batch["y"], batch["mask"])
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
+        forecasts = [model(batch["x"]).float()[..., 0].cpu() for batch in batches]
+        forecast = torch.cat(forecasts).double().numpy()
+        n = len(forecast)  # fewer than all series when trainer.limit_eval_batches cuts
+        split = self.split
+        part = m4.M4Split(split.pattern, split.ids[:n], split.train[:n], split.test[:n])
+        scores = m4_metrics.score_pattern(forecast, part, self.naive2[:n])
+        self.forecasts = forecast
+        return {"loss": scores["smape"], "smape": scores["smape"], "mase": scores["mase"], "owa": scores["owa"],
+                "series": scores["series"], "seasonal_pattern": self.pattern.name}
+
+    def test_metric_names(self) -> tuple[str, ...]:
+        return ("smape", "mase", "owa")
+
+    def save_test_outputs(self, run_dir) -> None:
+        if self.forecasts is not None:
+            ids = self.split.ids[: len(self.forecasts)]
+            m4_metrics.write_submission(Path(run_dir) / "forecast.csv", ids, self.forecasts)
