@@ -33,7 +33,8 @@ class TaskConfig:
     pred_len: Optional[int] = 96
     mask_ratio: float = 0.125  # imputation: share of points hidden
     mask_rng: str = "seeded"  # imputation eval masks: seeded (reproducible) | global (official)
-    anomaly_ratio: float = 1.0  # anomaly: percent of points flagged
+    anomaly_ratio: Optional[float] = None  # anomaly: percent of points flagged; null = the dataset's
+    test_windows: str = "official"  # anomaly: official (dataset step) | non_overlapping (each point once)
 
 
 @dataclass
@@ -49,6 +50,10 @@ class DatasetConfig:
     freq: str = "h"
     source: str = ""  # where to get the file, shown when it is missing
     seasonal_pattern: Optional[str] = None  # M4: Yearly, Quarterly, Monthly, Weekly, Daily, Hourly
+    validation: str = "test"  # UEA: test (official: early stopping on TEST) | holdout (20 % of TRAIN)
+    normalize: str = "per_split"  # UEA: per_split (official) | train (TRAIN statistics for all splits)
+    anomaly_ratio: Optional[float] = None  # anomaly: the official scripts' percent for this dataset
+    window_step: int = 1  # anomaly: the official window step (SMD 100)
 
 
 @dataclass
@@ -98,6 +103,7 @@ class TrainerConfig:
     num_workers: int = 0
     limit_train_batches: Optional[int] = None  # null = all (smoke runs set a cap)
     limit_eval_batches: Optional[int] = None
+    grad_clip: Optional[float] = None  # max gradient norm (classification: 4.0 officially)
     progress: bool = True  # progress bar on a terminal
 
 
@@ -151,7 +157,7 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     t, m, tr, d = run.task, run.model, run.trainer, run.dataset
 
     _require(t.name in TASK_NAMES, f"task.name={t.name!r} is not one of {', '.join(TASK_NAMES)}")
-    derived = t.name == "short_term"  # M4 horizons come from the seasonal pattern when null
+    derived = t.name in ("short_term", "classification")  # M4 horizons / UEA lengths come from the data
     _require(t.seq_len is not None or derived, "task.seq_len must be set (a positive integer)")
     _require(t.seq_len is None or t.seq_len > 0, f"task.seq_len must be a positive integer, got {t.seq_len}")
     forecasting = t.name in ("long_term", "short_term")  # the others reconstruct or classify the input
@@ -161,7 +167,13 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     _require(t.label_len >= 0, f"task.label_len must be >= 0, got {t.label_len}")
     _require(0 < t.mask_ratio < 1, f"task.mask_ratio must be in (0, 1), got {t.mask_ratio}")
     _require(t.mask_rng in ("seeded", "global"), f"task.mask_rng must be seeded or global, got {t.mask_rng!r}")
-    _require(0 < t.anomaly_ratio < 100, f"task.anomaly_ratio is a percent in (0, 100), got {t.anomaly_ratio}")
+    for owner, ratio in (("task", t.anomaly_ratio), ("dataset", d.anomaly_ratio)):
+        _require(ratio is None or 0 < ratio < 100, f"{owner}.anomaly_ratio is a percent in (0, 100), got {ratio}")
+    _require(t.test_windows in ("official", "non_overlapping"),
+             f"task.test_windows must be official or non_overlapping, got {t.test_windows!r}")
+    _require(d.validation in ("test", "holdout"), f"dataset.validation must be test or holdout, got {d.validation!r}")
+    _require(d.normalize in ("per_split", "train"), f"dataset.normalize must be per_split or train, got {d.normalize!r}")
+    _require(d.window_step >= 1, f"dataset.window_step must be >= 1, got {d.window_step}")
 
     _require(d.features in FEATURE_MODES, f"dataset.features must be one of M, S, MS, got {d.features!r}")
     _require(d.family != "csv" or d.split in ("ett_hour", "ett_minute", "ratio"),
@@ -199,6 +211,7 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     _require(tr.optimizer in ("adam", "radam"), f"trainer.optimizer must be adam or radam, got {tr.optimizer!r}")
     _require(tr.patience >= 1, f"trainer.patience must be >= 1, got {tr.patience}")
     _require(tr.num_workers >= 0, f"trainer.num_workers must be >= 0, got {tr.num_workers}")
+    _require(tr.grad_clip is None or tr.grad_clip > 0, f"trainer.grad_clip must be null or positive, got {tr.grad_clip}")
     for key in ("limit_train_batches", "limit_eval_batches"):
         value = getattr(tr, key)
         _require(value is None or value >= 1, f"trainer.{key} must be null (all) or >= 1, got {value}")

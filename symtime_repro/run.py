@@ -88,9 +88,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         fit = trainer.fit(task, model, splits)
 
     started = time.perf_counter()
-    test = trainer.evaluate(task, model, splits.test, "test")
-    log.info("test: %s (%.1fs)", ", ".join(f"{k} {test[k]:.6f}" for k in task.test_metric_names()),
-             time.perf_counter() - started)
+    test = trainer.test(task, model, splits)
+    test_seconds = time.perf_counter() - started
+    log.info("test: %s (%.1fs)", ", ".join(f"{k} {test[k]:.6f}" for k in task.test_metric_names()), test_seconds)
 
     task.save_test_outputs(run_dir)
 
@@ -106,7 +106,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "epochs_run": fit.epochs_run,
         "best_epoch": fit.best_epoch,
         "best_val_loss": fit.best_val_loss if fit.epochs_run else None,
+        **({f"best_val_{fit.monitor}": fit.best_value} if fit.epochs_run and fit.monitor != "loss" else {}),
         "train_seconds": round(fit.train_seconds, 3),
+        "test_seconds": round(test_seconds, 3),
         "train_samples_per_second": fit.samples_per_second,
         "peak_memory_mb": round(device.peak_memory_mb(), 1),
         "seq_len": rc.task.seq_len,

@@ -31,7 +31,6 @@ from .tasks import Splits, Task
 
 log = logging.getLogger(__name__)
 
-HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "lr", "seconds"]
 TYPE2_SCHEDULE = {2: 5e-5, 4: 1e-5, 6: 5e-6, 8: 1e-6, 10: 5e-7, 15: 1e-7, 20: 5e-8}
 
 
@@ -54,7 +53,9 @@ def scheduled_lr(lradj: str, base_lr: float, epoch: int, total_epochs: int) -> O
 class FitResult:
     epochs_run: int = 0
     best_epoch: int = 0
-    best_val_loss: float = float("inf")
+    best_val_loss: float = float("inf")  # validation loss at the best epoch
+    monitor: str = "loss"  # what early stopping watched
+    best_value: float = float("inf")  # its best value
     train_seconds: float = 0.0
     train_samples: int = 0
     stopped_early: bool = False
@@ -91,11 +92,20 @@ class Trainer:
         for batch in batches:
             yield {k: v.to(self.device.torch_device, non_blocking=non_blocking) for k, v in batch.items()}
 
-    def evaluate(self, task: Task, model: nn.Module, dataset, what: str = "eval") -> dict[str, float]:
-        model.eval()
+    def eval_batches(self, dataset) -> Iterator[dict]:
+        """A split's batches, in order, on the device (capped by trainer.limit_eval_batches)."""
         _, batches = self._limit(self.loader(dataset, train=False), self.cfg.limit_eval_batches, "eval")
+        return self._to_device(batches)
+
+    def evaluate(self, task: Task, model: nn.Module, dataset) -> dict[str, float]:
+        model.eval()
         with self.device.autocast():
-            return task.evaluate(model, self._to_device(batches))
+            return task.evaluate(model, self.eval_batches(dataset))
+
+    def test(self, task: Task, model: nn.Module, splits: Splits) -> dict[str, Any]:
+        model.eval()
+        with self.device.autocast():
+            return task.test(model, splits, self.eval_batches)
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, task: Task, model: nn.Module, splits: Splits) -> FitResult:
@@ -105,7 +115,9 @@ class Trainer:
         optimizer = optimizer_cls(params, lr=cfg.lr)
         scaler = self.device.grad_scaler()
         train_loader = self.loader(splits.train, train=True)
-        result = FitResult()
+        monitor, mode = task.monitor
+        higher_is_better = mode == "max"
+        result = FitResult(monitor=monitor, best_value=-math.inf if higher_is_better else math.inf)
         best_state: Optional[dict] = None
         bad_epochs = 0
         log.info("training: %d windows (%d batches of %d), %d validation windows, up to %d epochs",
@@ -123,10 +135,15 @@ class Trainer:
                     loss = task.training_loss(model, batch)
                 if scaler is not None:
                     scaler.scale(loss).backward()
+                    if cfg.grad_clip is not None:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                     scaler.step(optimizer)
                     scaler.update()
                 else:
                     loss.backward()
+                    if cfg.grad_clip is not None:
+                        nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                     optimizer.step()
                 size = next(iter(batch.values())).shape[0]
                 loss_value = loss.item()
@@ -138,22 +155,27 @@ class Trainer:
             result.train_seconds += train_seconds
             result.train_samples += seen
 
-            val_loss = self.evaluate(task, model, splits.val, "val")["loss"]
+            val = self.evaluate(task, model, splits.val)
+            value = val[monitor]
             lr_now = optimizer.param_groups[0]["lr"]
-            row = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "val_loss": val_loss, "lr": lr_now,
+            row = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "val_loss": val["loss"], "lr": lr_now,
                    "seconds": round(time.perf_counter() - started, 3)}
+            if monitor != "loss":
+                row[f"val_{monitor}"] = value
             result.history.append(row)
             result.epochs_run = epoch
-            write_csv(self.run_dir / "history.csv", result.history, HISTORY_FIELDS)
+            write_csv(self.run_dir / "history.csv", result.history, list(row))
 
-            improved = val_loss < result.best_val_loss
-            log.info("epoch %d: train loss %.6f, val loss %.6f, lr %.3g, %.1fs%s", epoch, row["train_loss"],
-                     val_loss, lr_now, row["seconds"], " (best, saved)" if improved else "")
+            # Strictly better, as the official EarlyStopping: a tie counts as no improvement.
+            improved = value > result.best_value if higher_is_better else value < result.best_value
+            shown = f", val {monitor} {value:.6f}" if monitor != "loss" else ""
+            log.info("epoch %d: train loss %.6f, val loss %.6f%s, lr %.3g, %.1fs%s", epoch, row["train_loss"],
+                     val["loss"], shown, lr_now, row["seconds"], " (best, saved)" if improved else "")
             if improved:
-                result.best_val_loss, result.best_epoch, bad_epochs = val_loss, epoch, 0
+                result.best_value, result.best_val_loss, result.best_epoch, bad_epochs = value, val["loss"], epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
                 save_checkpoint(self.run_dir / "checkpoint.pt", model, optimizer, epoch, self.config_record,
-                                {"best_val_loss": val_loss})
+                                {"best_val_loss": val["loss"], f"best_val_{monitor}": value})
             else:
                 bad_epochs += 1
                 if bad_epochs >= cfg.patience:
@@ -171,7 +193,7 @@ class Trainer:
                             self.config_record, {"best_val_loss": float("nan")})
         else:
             model.load_state_dict(best_state)
-            log.info("restored the best weights (epoch %d, val loss %.6f)", result.best_epoch, result.best_val_loss)
+            log.info("restored the best weights (epoch %d, val %s %.6f)", result.best_epoch, monitor, result.best_value)
         return result
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 from torch import nn
@@ -21,6 +21,8 @@ TASKS = {
     "long_term": "symtime_repro.tasks.long_term:LongTermForecasting",
     "short_term": "symtime_repro.tasks.short_term:ShortTermForecasting",
     "imputation": "symtime_repro.tasks.imputation:Imputation",
+    "classification": "symtime_repro.tasks.classification:Classification",
+    "anomaly": "symtime_repro.tasks.anomaly:AnomalyDetection",
 }
 
 
@@ -36,6 +38,7 @@ class Splits:
 
 class Task(Protocol):
     name: str
+    monitor: tuple[str, str]  # (metric name from evaluate(), "min" or "max") for early stopping
 
     def datasets(self) -> Splits:
         """Load and check the data (fail here, before any work, on bad input)."""
@@ -52,6 +55,9 @@ class Task(Protocol):
     def test_metric_names(self) -> tuple[str, ...]:
         """The metrics.json keys this task reports (GUIDE section 2)."""
 
+    def test(self, model: nn.Module, splits: Splits, batches_for) -> dict[str, Any]:
+        """Test metrics (BaseTask: evaluate() on the test split)."""
+
     def save_test_outputs(self, run_dir) -> None:
         """Called after the test evaluation; write extra files (optional, see BaseTask)."""
 
@@ -60,6 +66,14 @@ class BaseTask:
     """Defaults for the optional parts of :class:`Task`."""
 
     name = ""
+    # The validation metric early stopping watches, and whether lower or higher is better.
+    monitor: tuple[str, str] = ("loss", "min")
+
+    def test(self, model: nn.Module, splits: Splits,
+             batches_for: Callable[[Dataset], Iterable[dict[str, torch.Tensor]]]) -> dict[str, Any]:
+        """Test metrics; by default :meth:`evaluate` on the test split. ``batches_for(dataset)``
+        yields a split's batches on the device (anomaly detection also needs the train split)."""
+        return self.evaluate(model, batches_for(splits.test))
 
     def save_test_outputs(self, run_dir) -> None:
         """Write task-specific test artefacts (e.g. the M4 forecast CSV) into the run dir."""
