@@ -22,16 +22,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.preprocessing import StandardScaler
-from torch.utils.data import Dataset
 
 from ..errors import UserError
 from .csv_series import numeric_values
+from .windows import SlidingWindows
 
 VAL_FRACTION = 0.2  # official: val = scaled train[int(0.8 * T):]
 CHUNK_ROWS = 65536  # rows scaled or checked at a time, so a big memory-mapped file is never copied whole
@@ -224,44 +223,13 @@ def _scaled(raw: np.ndarray, scaler: StandardScaler) -> np.ndarray:
 # --- windows --------------------------------------------------------------------------------
 
 
-class AnomalyWindows(Dataset):
-    """Windows of ``win`` steps starting every ``step`` steps, ``(T - win) // step + 1`` of them.
-
-    ``dataset[i]`` is window i (``x`` [win, C], plus ``labels`` [win] when labels were given);
-    ``dataset[[i, j, ...]]`` gathers a whole batch in one indexing operation from the stored
-    series, which is never copied per window (see :mod:`symtime_repro.data.windows`).
-    """
-
-    def __init__(self, series: np.ndarray, labels: Optional[np.ndarray], win: int, step: int) -> None:
-        if series.ndim != 2:
-            raise UserError(f"anomaly windows need a [time, channels] series, got shape {tuple(series.shape)}")
-        if win < 1 or step < 1:
-            raise UserError(f"anomaly windows need task.seq_len >= 1 and dataset.window_step >= 1, "
-                            f"got {win} and {step}")
-        if len(series) < win:
-            raise UserError(f"a series of {len(series)} steps is shorter than one window of {win} steps; "
-                            f"lower task.seq_len")
-        if labels is not None and len(labels) != len(series):
-            raise UserError(f"anomaly windows: {len(labels)} labels for a series of {len(series)} steps")
-        # from_numpy shares memory with a float32 C-contiguous array (val is a view of train).
-        self.series = torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32))
-        self.labels = None if labels is None else torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int8))
-        self.win = win
-        self.step = step
-        self._offsets = torch.arange(win)
-        self._length = (len(series) - win) // step + 1
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __getitem__(self, index: int | Sequence[int]) -> dict[str, torch.Tensor]:
-        windows = torch.as_tensor(index, dtype=torch.long).reshape(-1)
-        if len(windows) and (int(windows.min()) < 0 or int(windows.max()) >= self._length):
-            raise IndexError(f"window index out of range [0, {self._length})")
-        steps = windows.reshape(-1, 1) * self.step + self._offsets  # [B, win]
-        batch = {"x": self.series[steps]}
-        if self.labels is not None:
-            batch["labels"] = self.labels[steps]
-        if isinstance(index, (int, np.integer)):
-            batch = {k: v[0] for k, v in batch.items()}
-        return batch
+def AnomalyWindows(series: np.ndarray, labels: Optional[np.ndarray], win: int, step: int) -> SlidingWindows:
+    """Windows of ``win`` steps every ``step`` steps, ``(T - win) // step + 1`` of them, with the
+    test labels of each window's steps when ``labels`` is given (see :class:`SlidingWindows`)."""
+    if len(series) < win:
+        raise UserError(f"a series of {len(series)} steps is shorter than one window of {win} steps; "
+                        f"lower task.seq_len")
+    try:
+        return SlidingWindows(series, win, 0, step, labels)
+    except ValueError as exc:
+        raise UserError(f"anomaly windows: {exc}") from exc

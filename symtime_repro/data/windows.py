@@ -15,21 +15,29 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 
 class SlidingWindows(Dataset):
-    """Windows of ``input_len`` steps (``x``) followed by ``target_len`` steps (``y``), stride 1.
+    """Windows of ``input_len`` steps (``x``) followed by ``target_len`` steps (``y``), starting
+    every ``step`` steps: ``(T - input_len - target_len) // step + 1`` windows (the official count).
 
-    With ``target_len=0`` only ``x`` is returned (reconstruction tasks).
+    With ``target_len=0`` only ``x`` is returned (reconstruction tasks). With ``labels`` (one per
+    time step) each window also carries the labels of its ``x`` steps (anomaly detection).
     """
 
-    def __init__(self, series: np.ndarray, input_len: int, target_len: int) -> None:
+    def __init__(self, series: np.ndarray, input_len: int, target_len: int = 0, step: int = 1,
+                 labels: Optional[np.ndarray] = None) -> None:
         if series.ndim != 2:
-            raise ValueError("series must be [time, channels]")
+            raise ValueError(f"series must be [time, channels], got shape {tuple(series.shape)}")
+        if input_len < 1 or step < 1:
+            raise ValueError(f"windows need a length and a step >= 1, got {input_len} and {step}")
+        if labels is not None and len(labels) != len(series):
+            raise ValueError(f"{len(labels)} labels for a series of {len(series)} steps")
+        # from_numpy shares memory with a float32 C-contiguous array: no copy of the series.
         self.series = torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32))
-        self.input_len = input_len
-        self.target_len = target_len
+        self.labels = None if labels is None else torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int8))
+        self.input_len, self.target_len, self.step = input_len, target_len, step
         self._x_steps = torch.arange(input_len)
         self._y_steps = torch.arange(input_len, input_len + target_len)
-        self._length = series.shape[0] - input_len - target_len + 1
-        if self._length < 1:
+        self._length = (series.shape[0] - input_len - target_len) // step + 1
+        if series.shape[0] < input_len + target_len:
             raise ValueError(f"series of {series.shape[0]} steps is shorter than one window "
                              f"({input_len} + {target_len})")
 
@@ -37,11 +45,16 @@ class SlidingWindows(Dataset):
         return self._length
 
     def __getitem__(self, index: int | Sequence[int]) -> dict[str, torch.Tensor]:
-        starts = torch.as_tensor(index, dtype=torch.long).reshape(-1, 1)
+        windows = torch.as_tensor(index, dtype=torch.long).reshape(-1, 1)
+        if len(windows) and (int(windows.min()) < 0 or int(windows.max()) >= self._length):
+            raise IndexError(f"window index out of range [0, {self._length})")
+        starts = windows * self.step
         batch = {"x": self.series[starts + self._x_steps]}
         if self.target_len:
             batch["y"] = self.series[starts + self._y_steps]
-        if isinstance(index, int):
+        if self.labels is not None:
+            batch["labels"] = self.labels[starts + self._x_steps]
+        if isinstance(index, (int, np.integer)):
             batch = {k: v[0] for k, v in batch.items()}
         return batch
 
