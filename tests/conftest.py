@@ -43,6 +43,16 @@ def run_cli(args: list[str], run_dir: Path | None = None, cwd: Path | None = Non
     return subprocess.run(cmd, cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def assert_user_error(result: subprocess.CompletedProcess, expected: str, run_dir: Path) -> None:
+    """The run ended as a user error should: exit 2, exactly one 'error:' line holding ``expected``,
+    no traceback, and no metrics.json."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and expected in errors[0], result.stderr
+    assert not (run_dir / "metrics.json").exists()
+
+
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from conftest import DATA_ROOT, read_metrics, run_cli
+from conftest import assert_user_error, DATA_ROOT, read_metrics, run_cli
 
 CLASSIFY = ["task=classification", "dataset=JapaneseVowels", "model.n_layers=2", "model.forward_layers=2",
             "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.out_channels=8", "trainer.epochs=3",
@@ -49,7 +49,4 @@ def test_holdout_validation_and_a_longer_window(tmp_path):
 ])
 def test_bad_classification_input_is_one_clear_line(args, expected, tmp_path):
     result = run_cli([*CLASSIFY, *args], tmp_path / "run")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and expected in errors[0], result.stderr
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert_user_error(result, expected, tmp_path / "run")

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import DATA_ROOT, REPO, TINY, read_metrics, run_cli
+from conftest import assert_user_error, DATA_ROOT, read_metrics, REPO, run_cli, TINY
 
 GUIDE_KEYS = {"mse", "mae", "task", "dataset", "mode", "device", "epochs_run", "train_seconds",
               "train_samples_per_second", "peak_memory_mb"}
@@ -100,11 +100,7 @@ def test_bad_input_ends_with_one_clear_line(case, tmp_path):
     args, expected = ERROR_CASES[case]
     run_dir = tmp_path / "run"
     result = run_cli([f"data.root={DATA_ROOT}", *args], run_dir)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr + result.stdout
-    error_lines = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(error_lines) == 1 and expected in error_lines[0], result.stderr
-    assert not (run_dir / "metrics.json").exists()
+    assert_user_error(result, expected, run_dir)
 
 
 def test_csv_with_non_numeric_cell_names_line_and_column(tmp_path):
@@ -115,9 +111,7 @@ def test_csv_with_non_numeric_cell_names_line_and_column(tmp_path):
     (tmp_path / "ETT-small").mkdir()
     (tmp_path / "ETT-small" / "ETTh1.csv").write_text("\n".join(lines) + "\n")
     result = run_cli([*TINY, f"data.root={tmp_path}"], tmp_path / "run")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "line 101, column 'MUFL' holds 'n/a', not a number" in result.stderr
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert_user_error(result, "line 101, column 'MUFL' holds 'n/a', not a number", tmp_path / "run")
 
 
 def test_checkpoint_of_the_wrong_shape_is_named(trained_run, tmp_path):
@@ -131,9 +125,8 @@ def test_checkpoint_of_the_wrong_shape_is_named(trained_run, tmp_path):
     bare = tmp_path / "official_layout.pth"
     torch.save(state, bare)
     result = run_cli([*TINY, "mode=test", f"ckpt={bare}", "task.pred_len=48"], tmp_path / "run2")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "'projection_trend.weight' has shape (24, 96) in the file but (48, 96) in the model" in result.stderr
-    assert not (tmp_path / "run2" / "metrics.json").exists()
+    assert_user_error(result, "'projection_trend.weight' has shape (24, 96) in the file but (48, 96) in the model",
+                      tmp_path / "run2")
 
 
 def test_make_run_preset_is_registered():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DATA_ROOT, REPO, read_metrics, run_cli
+from conftest import assert_user_error, DATA_ROOT, read_metrics, REPO, run_cli
 from symtime_repro.data import m4
 from symtime_repro.tasks.short_term import M4LastWindows, M4TrainWindows, left_padded, smape_loss
 
@@ -113,10 +113,7 @@ def test_m4_run_reports_and_saves_forecasts_the_scorer_agrees_with(tmp_path):
 ])
 def test_bad_short_term_input_is_one_clear_line(args, expected, tmp_path):
     result = run_cli([*SHORT, *args], tmp_path / "run")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert [line for line in result.stderr.splitlines() if "error:" in line] == [
-        line for line in result.stderr.splitlines() if expected in line]
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert_user_error(result, expected, tmp_path / "run")
 
 
 def test_missing_naive2_is_named_before_training(tmp_path):
@@ -124,6 +121,5 @@ def test_missing_naive2_is_named_before_training(tmp_path):
     for name in ("Hourly-train.csv", "Hourly-test.csv"):
         shutil.copy(DATA_ROOT / "m4" / name, tmp_path / "m4" / name)
     result = run_cli([*SHORT, f"data.root={tmp_path}"], tmp_path / "run")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "submission-Naive2.csv not found" in result.stderr
+    assert_user_error(result, "submission-Naive2.csv not found", tmp_path / "run")
     assert "training:" not in result.stderr  # stopped before any work
