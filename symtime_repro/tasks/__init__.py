@@ -1,7 +1,9 @@
 """Tasks: one module each. The trainer talks to a task only through :class:`Task`.
 
-Adding a task: write ``symtime_repro/tasks/<name>.py`` with a class implementing :class:`Task`,
-add its import path to ``TASKS`` below, and add ``conf/task/<name>.yaml``.
+Adding a task: write ``symtime_repro/tasks/<name>.py`` with a class implementing :class:`Task`
+(deriving :class:`BaseTask` gives the optional parts) and bind it to the module-level name
+``TASK``; add ``conf/task/<name>.yaml`` with ``task.name: <name>``. Nothing else changes: the
+module is found by name and imported on demand, so an unused task costs nothing at start-up.
 """
 
 from __future__ import annotations
@@ -15,15 +17,6 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..errors import UserError
-
-# name -> "module:Class"; imported on demand so an unused task costs nothing at start-up.
-TASKS = {
-    "long_term": "symtime_repro.tasks.long_term:LongTermForecasting",
-    "short_term": "symtime_repro.tasks.short_term:ShortTermForecasting",
-    "imputation": "symtime_repro.tasks.imputation:Imputation",
-    "classification": "symtime_repro.tasks.classification:Classification",
-    "anomaly": "symtime_repro.tasks.anomaly:AnomalyDetection",
-}
 
 
 @dataclass
@@ -50,7 +43,7 @@ class Task(Protocol):
         """Scalar loss of one training batch (already on the device)."""
 
     def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
-        """Metrics over a split; must include ``loss`` (the early-stopping criterion)."""
+        """Metrics over a split; must include ``loss`` and the ``monitor`` metric."""
 
     def test_metric_names(self) -> tuple[str, ...]:
         """The metrics.json keys this task reports (GUIDE section 2)."""
@@ -80,9 +73,12 @@ class BaseTask:
 
 
 def make_task(cfg) -> Task:
+    """The task named ``cfg.task.name``: the ``TASK`` class of ``symtime_repro.tasks.<name>``."""
     name = cfg.task.name
-    if name not in TASKS:
-        known = ", ".join(TASKS)
-        raise UserError(f"task={name} is not implemented yet in this version (available: {known})")
-    module_name, class_name = TASKS[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)(cfg)
+    try:
+        module = importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise  # a missing dependency inside the task module is a bug, not a bad name
+        raise UserError(f"task.name={name}: no module symtime_repro/tasks/{name}.py implements it") from exc
+    return module.TASK(cfg)

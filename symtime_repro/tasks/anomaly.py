@@ -120,3 +120,6 @@ class AnomalyDetection(BaseTask):
 
     def test_metric_names(self) -> tuple[str, ...]:
         return ("precision", "recall", "f1", "accuracy")
+
+
+TASK = AnomalyDetection

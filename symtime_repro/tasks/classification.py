@@ -85,3 +85,6 @@ class Classification(BaseTask):
 
     def test_metric_names(self) -> tuple[str, ...]:
         return ("accuracy",)
+
+
+TASK = Classification

@@ -77,3 +77,6 @@ class Imputation(BaseTask):
 
     def test_metric_names(self) -> tuple[str, ...]:
         return ("mse", "mae")
+
+
+TASK = Imputation

@@ -53,3 +53,6 @@ class LongTermForecasting(BaseTask):
 
     def test_metric_names(self) -> tuple[str, ...]:
         return ("mse", "mae")
+
+
+TASK = LongTermForecasting

@@ -161,3 +161,6 @@ class ShortTermForecasting(BaseTask):
         if self.forecasts is not None:
             ids = self.split.ids[: len(self.forecasts)]
             m4_metrics.write_submission(Path(run_dir) / "forecast.csv", ids, self.forecasts)
+
+
+TASK = ShortTermForecasting
