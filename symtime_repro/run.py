@@ -24,8 +24,10 @@ from .trainer import FitResult, Trainer
 
 log = logging.getLogger(__name__)
 
-# Keys a checkpoint of ours decides in mode=test: they fix the network's shape and what is scored.
-CHECKPOINT_OWNED = {"task": None, "model": None, "dataset": ("features", "target", "seasonal_pattern")}
+# Keys a checkpoint of ours decides in mode=test: they fix the network's shape and what it was
+# trained on. Evaluation settings (mask_ratio, anomaly_ratio, test_windows) stay the user's to choose.
+CHECKPOINT_OWNED = {"task": ("name", "seq_len", "label_len", "pred_len"), "model": None,
+                    "dataset": ("features", "target", "seasonal_pattern")}
 
 
 def seed_everything(seed: int) -> None:

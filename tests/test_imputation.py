@@ -64,6 +64,13 @@ def test_imputation_run_repeats_exactly_with_the_same_seed(tmp_path):
     assert (first["mse"], first["mae"]) == (second["mse"], second["mae"])
     for name in ("history.csv", "run.log", "checkpoint.pt"):
         assert (tmp_path / "a" / name).is_file()
+    # mode=test takes the network's shape from the checkpoint but the mask ratio from the user.
+    result = run_cli(["mode=test", f"ckpt={tmp_path / 'a' / 'checkpoint.pt'}", f"data.root={DATA_ROOT}",
+                      "task.mask_ratio=0.5", "trainer.progress=false"], tmp_path / "test")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "task.mask_ratio" not in result.stderr  # not overridden from the checkpoint
+    retested = read_metrics(tmp_path / "test")
+    assert retested["task"] == "imputation" and retested["mse"] != first["mse"]
 
 
 def test_mask_ratio_out_of_range_is_one_clear_line(tmp_path):
