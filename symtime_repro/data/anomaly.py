@@ -29,6 +29,7 @@ import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
 from ..errors import UserError
+from . import resolve_data_file
 from .csv_series import numeric_values
 from .windows import SlidingWindows
 
@@ -70,8 +71,10 @@ def load(dataset_cfg, root: str | Path) -> AnomalySeries:
     if name is None:
         raise UserError(f"dataset {dataset_cfg.name}: not an anomaly dataset; "
                         f"choose dataset=SMD, MSL, SMAP, PSM or SWaT")
-    folder = Path(root).expanduser() / dataset_cfg.path
-    files = [_existing(folder / f, name, dataset_cfg, root) for f in expected_files(name)]
+    layout = f"{', '.join(expected_files(name))} in {Path(root).expanduser() / dataset_cfg.path} " \
+             f"(the TSLib data folder holds these sets)"
+    files = [resolve_data_file(root, f"{dataset_cfg.path}/{f}", name, getattr(dataset_cfg, "source", ""), layout)
+             for f in expected_files(name)]
 
     if name in NPY_SETS:
         train_raw, test_raw, labels = _read_npy_set(files, name)
@@ -101,17 +104,6 @@ def load(dataset_cfg, root: str | Path) -> AnomalySeries:
         "test_anomaly_share": float(labels.mean()) if len(labels) else 0.0,
     }
     return AnomalySeries(train, val, test, labels, info)
-
-
-def _existing(path: Path, name: str, dataset_cfg, root) -> Path:
-    if path.is_file():
-        return path
-    layout = ", ".join(expected_files(name))
-    source = getattr(dataset_cfg, "source", "") or ""
-    where = f"; source: {source}" if source else ""
-    raise UserError(f"dataset {name}: file not found: {path}. The loader expects {layout} in {path.parent} "
-                    f"(the TSLib data folder holds these sets{where}); put them there, or point "
-                    f"data.root=<folder> at a folder that holds {dataset_cfg.path}/.")
 
 
 # --- .npy sets (SMD, MSL, SMAP) -------------------------------------------------------------

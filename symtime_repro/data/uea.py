@@ -67,6 +67,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UserError
+from . import resolve_data_file
 
 ARCHIVE = "https://www.timeseriesclassification.com (Multivariate_ts.zip) or Time-Series-Library's dataset folder"
 SUBSAMPLE_LIMIT = 256   # TSLib uea.subsample(limit=256, factor=2)
@@ -399,13 +400,9 @@ def load(dataset_cfg, root: str | Path, seed: int) -> UEASplits:
     if normalize not in NORMALIZE_CHOICES:
         raise UserError(f"dataset.normalize must be one of {', '.join(NORMALIZE_CHOICES)}, got {normalize!r}")
     folder = Path(root).expanduser() / dataset_cfg.path
-    paths = [folder / f"{name}_{part}.ts" for part in ("TRAIN", "TEST")]
-    for path in paths:
-        if not path.is_file():
-            source = getattr(dataset_cfg, "source", "") or ARCHIVE
-            raise UserError(f"dataset {name}: file not found: {path}. Get {name}_TRAIN.ts and {name}_TEST.ts from "
-                            f"{source} and place them in {folder}, or point data.root=<folder> at a folder that "
-                            f"holds {dataset_cfg.path}/")
+    source = getattr(dataset_cfg, "source", "") or ARCHIVE
+    paths = [resolve_data_file(root, f"{dataset_cfg.path}/{name}_{part}.ts", name, source,
+                               f"{name}_TRAIN.ts and {name}_TEST.ts in {folder}") for part in ("TRAIN", "TEST")]
     train_file, test_file = (read_ts(path) for path in paths)
     for ts in (train_file, test_file):
         if ts.regression or not ts.class_labels and not any(ts.labels):
