@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from . import device as devices
 from .config import RunConfig, validate
+from .data import check_files
 from .errors import UserError
 from .files import write_json
 from .models import load_model_weights, load_pretrained_encoder, read_checkpoint
@@ -57,6 +58,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if saved_cfg is not None:
             _adopt_checkpoint_config(cfg, saved_cfg)
     rc: RunConfig = validate(cfg)
+    check_files(rc.dataset, rc.data.root)  # a missing file stops the run here, before any work
     seed_everything(rc.seed)
     device = devices.setup(rc.device)
 

@@ -65,6 +65,11 @@ def expected_files(name: str) -> tuple[str, ...]:
     return "swat_train2.csv", "swat2.csv"
 
 
+def required_files(dataset_cfg) -> list[str]:
+    name = CANONICAL.get(str(dataset_cfg.name).upper(), dataset_cfg.name)
+    return [f"{dataset_cfg.path}/{f}" for f in expected_files(name)] if name in CANONICAL.values() else []
+
+
 def load(dataset_cfg, root: str | Path) -> AnomalySeries:
     """Read, check and scale one anomaly dataset the official way."""
     name = CANONICAL.get(str(dataset_cfg.name).upper())

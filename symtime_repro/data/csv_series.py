@@ -61,6 +61,10 @@ def split_borders(split: str, n_rows: int, seq_len: int) -> tuple[tuple[int, int
     return tuple(zip(starts, ends))
 
 
+def required_files(dataset_cfg) -> list[str]:
+    return [dataset_cfg.path]
+
+
 def read_table(path: Path, dataset: str) -> pd.DataFrame:
     """Read the CSV, turning every pandas failure into one line that names the file."""
     try:

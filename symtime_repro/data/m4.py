@@ -103,6 +103,12 @@ def m4_dir(root: str | Path) -> Path:
     return Path(root).expanduser() / "m4"
 
 
+def required_files(dataset_cfg) -> list[str]:
+    """The pattern's two CSVs and the Naive2 forecasts (OWA needs them)."""
+    info = get_pattern(dataset_cfg.seasonal_pattern)
+    return [f"m4/{info.name}-train.csv", f"m4/{info.name}-test.csv", f"m4/{NAIVE2_FILE}"]
+
+
 # --------------------------------------------------------------------------------------------------
 # Public loaders
 

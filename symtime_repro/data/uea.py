@@ -390,6 +390,10 @@ class UEASplits:
     info: dict
 
 
+def required_files(dataset_cfg) -> list[str]:
+    return [f"{dataset_cfg.path}/{dataset_cfg.name}_{part}.ts" for part in ("TRAIN", "TEST")]
+
+
 def load(dataset_cfg, root: str | Path, seed: int) -> UEASplits:
     """Read ``<root>/<path>/<name>_TRAIN.ts`` and ``_TEST.ts`` and prepare them as the official loader."""
     name = dataset_cfg.name

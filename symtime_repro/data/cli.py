@@ -1,0 +1,260 @@
+"""``python -m symtime_repro.data <command> [--root DATA_ROOT]``: get the data, and know what you have.
+
+    list (status)   every dataset by task: present / partial / missing / corrupt, size, location
+    download NAME…  fetch datasets (or --task T, --all) from the published sources, verified
+    import PATH     place the files of a folder or zip you already have, in any published layout
+    verify [NAME…]  sha256 of every present file against the catalog
+
+Exit status: 0 when the command did what was asked, 1 when a download failed or ``verify`` found a
+damaged file, 2 for a usage error (one ``error:`` line, as the runner's own CLI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..errors import UserError
+from . import catalog, fetch, importer, inventory
+from .catalog import Dataset
+
+log = logging.getLogger("symtime_repro.data")
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+def _size(n: Optional[int]) -> str:
+    if not n:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return "-"
+
+
+def _select(names: Sequence[str], task: Optional[str], everything: bool, command: str) -> list[Dataset]:
+    if everything:
+        return list(catalog.DATASETS.values())
+    if task:
+        if task not in catalog.tasks():
+            raise UserError(f"--task {task} is not a task; choose one of: {', '.join(catalog.tasks())}")
+        return [d for d in catalog.DATASETS.values() if task in d.tasks]
+    if not names:
+        if command == "download":
+            raise UserError("download needs dataset names, --task T or --all; see: python -m symtime_repro.data list")
+        return list(catalog.DATASETS.values())
+    chosen = []
+    for name in names:
+        dataset = catalog.find_dataset(name)
+        if dataset is None:
+            raise UserError(f"unknown dataset {name!r}; known: {', '.join(catalog.DATASETS)}")
+        chosen.append(dataset)
+    return chosen
+
+
+def _m4_detail(statuses: list[inventory.FileStatus]) -> str:
+    """Which M4 patterns a run can use now."""
+    by_pattern: dict[str, list[str]] = {}
+    for status in statuses:
+        if status.entry.part:
+            by_pattern.setdefault(status.entry.part, []).append(status.state)
+    ready = [p for p, states in by_pattern.items() if all(s not in (inventory.MISSING, *inventory.BAD) for s in states)]
+    return f"patterns present: {', '.join(ready) if ready else 'none'}"
+
+
+def describe(dataset: Dataset, statuses: list[inventory.FileStatus]) -> dict:
+    state = inventory.dataset_state(statuses)
+    notes = [f"{s.entry.path}: {s.detail}" for s in statuses if s.state in inventory.BAD]
+    slices = [s for s in statuses if s.state == inventory.SLICE]
+    if slices:
+        notes.append(f"{len(slices)} file(s) are deliberate slices of the published files ({inventory.MANIFEST})")
+    if dataset.name == "M4" and state != "missing":
+        notes.insert(0, _m4_detail(statuses))
+    missing = [s.entry.path for s in statuses if s.state == inventory.MISSING and not s.entry.optional]
+    if state == "partial":
+        notes.append(f"missing: {', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}")
+    folders = sorted({s.entry.path.rsplit('/', 1)[0] + "/" for s in statuses})
+    return {
+        "dataset": dataset.name, "tasks": list(dataset.tasks), "status": state,
+        "bytes": sum(s.size or 0 for s in statuses),
+        "location": statuses[0].entry.path if len(statuses) == 1 else ", ".join(folders),
+        "files": {s.entry.path: {"state": s.state, "detail": s.detail, "bytes": s.size} for s in statuses},
+        "notes": notes,
+    }
+
+
+def cmd_list(args) -> int:
+    root = Path(args.root)
+    rows = [describe(d, inventory.dataset_statuses(root, d)) for d in _select(args.names, args.task, False, "list")]
+    if args.json:
+        print(json.dumps({"root": str(root.resolve()), "datasets": rows}, indent=2))
+        return 0
+    print(f"data root: {root.resolve()}")
+    width = max(len(r["dataset"]) for r in rows)
+    task = None
+    for row in rows:
+        if row["tasks"][0] != task:
+            task = row["tasks"][0]
+            print(f"\n{task}")
+        print(f"  {row['dataset']:<{width}}  {row['status']:<8} {_size(row['bytes']):>9}  {row['location']}")
+        for note in row["notes"]:
+            print(f"  {'':<{width}}  {'':<8} {'':>9}  - {note}")
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("present", "partial", "missing", "corrupt")}
+    print("\n" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".  Get more: python -m symtime_repro.data "
+          f"download NAME --root {args.root}  (or: import PATH)")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    root = Path(args.root)
+    rows, bad = [], 0
+    for dataset in _select(args.names, args.task, False, "verify"):
+        statuses = inventory.dataset_statuses(root, dataset, verify=True)
+        for status in statuses:
+            if status.state == inventory.MISSING:
+                continue
+            rows.append({"dataset": dataset.name, "file": status.entry.path, "state": status.state,
+                         "detail": status.detail})
+            bad += status.state in inventory.BAD
+    if args.json:
+        print(json.dumps({"root": str(root.resolve()), "files": rows, "bad": bad}, indent=2))
+    else:
+        print(f"data root: {root.resolve()}")
+        width = max((len(r["file"]) for r in rows), default=10)
+        for row in rows:
+            print(f"  {row['state']:<10} {row['file']:<{width}}  {row['detail']}")
+        print(f"\n{len(rows)} files checked: {sum(r['state'] == 'ok' for r in rows)} ok, "
+              f"{sum(r['state'] == 'slice' for r in rows)} slices, "
+              f"{sum(r['state'] == 'unverified' for r in rows)} unverified (no published hash), {bad} bad.")
+    return EXIT_FAILED if bad else 0
+
+
+def build_m4_caches(root: Path) -> list[str]:
+    """Parse every complete M4 pattern once, so the first short-term run starts at once."""
+    from . import m4
+
+    lines = []
+    for pattern in m4.PATTERNS:
+        if all((root / f"m4/{pattern}-{part}.csv").is_file() for part in ("train", "test")):
+            try:
+                split = m4.load(root, pattern)
+                if (root / "m4" / m4.NAIVE2_FILE).is_file():
+                    m4.naive2(root, pattern, split.ids)
+                lines.append(f"M4 {pattern}: cache ready ({len(split)} series)")
+            except UserError as exc:
+                lines.append(f"M4 {pattern}: cache not built: {exc}")
+    return lines
+
+
+def _import_zip(archive: Path, root: Path) -> list[str]:
+    report = importer.import_path(archive, root)
+    return [dest for _, dest in report.placed]
+
+
+def cmd_download(args) -> int:
+    root = Path(args.root)
+    transfer = fetch.Transfer(retries=args.retries, quiet=args.quiet, cookies=args.cookies)
+    failed = 0
+    for dataset in _select(args.names, args.task, args.all, "download"):
+        sources = fetch.sources_for(dataset, args.source, args.mirror)
+        manifest = inventory.read_manifest(root)
+
+        def is_present(entry, manifest=manifest):
+            return inventory.quick_status(root, entry, manifest).state in (inventory.PRESENT, inventory.SLICE)
+
+        report = fetch.download_dataset(dataset, root, sources, transfer, _import_zip, args.force, is_present)
+        for outcome in report.files:
+            if outcome.state == "placed":
+                print(f"  placed   {outcome.entry.path}  (from {outcome.detail})")
+            elif outcome.state == "failed" and not outcome.entry.optional:
+                print(f"  FAILED   {outcome.entry.path}: {outcome.detail}")
+        if not report.ok:
+            failed += 1
+            note = f" {dataset.note}." if dataset.note else ""
+            print(f"{dataset.name}: incomplete.{note} With a copy you already have: python -m symtime_repro.data "
+                  f"import <folder or zip> --root {args.root}")
+        else:
+            print(f"{dataset.name}: ready under {root / (report.files[0].entry.path.split('/')[0])}")
+    for line in build_m4_caches(root) if any(d.name == "M4" for d in _select(args.names, args.task, args.all,
+                                                                                  "download")) else []:
+        print(line)
+    return EXIT_FAILED if failed else 0
+
+
+def cmd_import(args) -> int:
+    root = Path(args.root)
+    report = importer.import_path(Path(args.path), root, overwrite=args.overwrite, allow_mismatch=args.allow_mismatch)
+    for found, dest in report.placed:
+        print(f"  placed   {dest}  <- {found}")
+    for found, dest in report.present:
+        print(f"  present  {dest}  (identical to {found})")
+    for found, why in report.skipped:
+        print(f"  skipped  {found}: {why}")
+    if report.junk:
+        print(f"  ignored  {report.junk} macOS/Windows metadata entries (__MACOSX/, ._*, .DS_Store)")
+    for line in build_m4_caches(root) if any(d.startswith("m4/") for _, d in report.placed) else []:
+        print(line)
+    print(f"{len(report.placed)} placed, {len(report.present)} already present, {len(report.skipped)} skipped. "
+          f"Now: python -m symtime_repro.data list --root {args.root}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", default="data", help="data root (the runner's data.root; default: data)")
+    top = argparse.ArgumentParser(prog="python -m symtime_repro.data", description=__doc__.split("\n\n")[0],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = top.add_subparsers(dest="command", metavar="{list,status,download,import,verify}")
+    for name in ("list", "status"):
+        p = sub.add_parser(name, parents=[common], help="what is present, missing or damaged")
+        p.add_argument("names", nargs="*", help="datasets (default: all)")
+        p.add_argument("--task", help="only this task's datasets")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(func=cmd_list)
+    p = sub.add_parser("download", parents=[common], help="fetch datasets from their published sources")
+    p.add_argument("names", nargs="*", help="datasets to fetch (see list)")
+    p.add_argument("--task", help="every dataset of this task")
+    p.add_argument("--all", action="store_true", help="every dataset")
+    p.add_argument("--source", action="append", help=f"only this source (repeatable): {', '.join(catalog.SOURCES)}, mirror")
+    p.add_argument("--mirror", help="a server holding the TSLib layout (<URL>/ETT-small/ETTh1.csv …), tried first")
+    p.add_argument("--retries", type=int, default=3, help="retries per file (a broken transfer resumes)")
+    p.add_argument("--cookies", help="Netscape cookies.txt for Google Drive (helps against its download limit)")
+    p.add_argument("--force", action="store_true", help="fetch again even if present")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_download)
+    p = sub.add_parser("import", parents=[common], help="place data from a folder or zip you already have")
+    p.add_argument("path", help="folder or .zip (any layout: TSLib dataset/, SymTime datasets/, flat, nested zips)")
+    p.add_argument("--overwrite", action="store_true", help="replace files in the root that differ")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="place files whose sha256 differs from the published one (recorded as such)")
+    p.set_defaults(func=cmd_import)
+    p = sub.add_parser("verify", parents=[common], help="sha256 of every present file against the catalog")
+    p.add_argument("names", nargs="*", help="datasets (default: all)")
+    p.add_argument("--task", help="only this task's datasets")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_verify)
+    return top
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    args = parser().parse_args(argv)
+    if not getattr(args, "func", None):
+        parser().print_help()
+        return EXIT_USAGE
+    if getattr(args, "retries", 0) < 0:
+        print("error: --retries must be 0 or more", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; partial downloads are kept in <root>/.downloads and resume on the next run",
+              file=sys.stderr)
+        return 130
