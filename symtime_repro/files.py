@@ -10,6 +10,21 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Temporary files are created private (0600); what we publish gets the mode a plain open() would give.
+FILE_MODE = 0o666 & ~_current_umask()
+
+
+def make_readable(path: Path) -> None:
+    """Give a file renamed from a private temporary file the user's usual permissions."""
+    os.chmod(path, FILE_MODE)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -19,6 +34,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

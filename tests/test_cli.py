@@ -88,7 +88,8 @@ ERROR_CASES = {
     "unknown task": (["task=nope"], "task=nope is not available; choose one of: anomaly, classification, imputation, long_term, short_term"),
     "zero horizon": (["task.pred_len=0"], "task.pred_len must be a positive integer, got 0"),
     "non-numeric lr": (["trainer.lr=abc"], "trainer.lr=abc"),
-    "missing data file": (["data.root=/nonexistent/place"], "file not found: /nonexistent/place/ETT-small/ETTh1.csv"),
+    "missing data file": (["data.root=/nonexistent/place"], "file not found: /nonexistent/place/ETT-small/ETTh1.csv. "
+                          "Fetch it with: python -m symtime_repro.data download ETTh1 --root /nonexistent/place"),
     "missing target": (["dataset.target=NOPE"], "target column 'NOPE' is not in"),
     "bad forward layers": (["model.forward_layers=9"], "model.forward_layers must be in 1..model.n_layers"),
     "test without ckpt": (["mode=test"], "mode=test needs a checkpoint"),

@@ -121,5 +121,6 @@ def test_missing_naive2_is_named_before_training(tmp_path):
     for name in ("Hourly-train.csv", "Hourly-test.csv"):
         shutil.copy(DATA_ROOT / "m4" / name, tmp_path / "m4" / name)
     result = run_cli([*SHORT, f"data.root={tmp_path}"], tmp_path / "run")
-    assert_user_error(result, "submission-Naive2.csv not found", tmp_path / "run")
+    assert_user_error(result, f"file not found: {tmp_path / 'm4' / 'submission-Naive2.csv'}. Fetch it with: "
+                              f"python -m symtime_repro.data download M4 --root {tmp_path}", tmp_path / "run")
     assert "training:" not in result.stderr  # stopped before any work

@@ -49,8 +49,10 @@ def missing_file_message(root: str | Path, relative: str, dataset: str, source: 
     known = file_entry(relative)
     command = fetch_command(known[0].name, root) if known else ""
     if command:
+        origin = f" It comes from {source}." if source else ""
         how = (f" Fetch it with: {command}; or, with a copy you already have: "
-               f"python -m symtime_repro.data import <folder or zip> --root {shlex.quote(str(root))}.")
+               f"python -m symtime_repro.data import <folder or zip> --root {shlex.quote(str(root))}; or point "
+               f"data.root=<folder> at a folder that already holds {relative}.{origin}")
     else:
         where = f" Get it from {source} and place it there" if source else " Place the file there"
         how = f"{where}, or point data.root=<folder> at a folder that holds {relative}."

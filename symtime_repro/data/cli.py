@@ -4,6 +4,7 @@
     download NAME…  fetch datasets (or --task T, --all) from the published sources, verified
     import PATH     place the files of a folder or zip you already have, in any published layout
     verify [NAME…]  sha256 of every present file against the catalog
+    table           the catalog as a Markdown table (the README's)
 
 Exit status: 0 when the command did what was asked, 1 when a download failed or ``verify`` found a
 damaged file, 2 for a usage error (one ``error:`` line, as the runner's own CLI).
@@ -133,6 +134,23 @@ def cmd_verify(args) -> int:
     return EXIT_FAILED if bad else 0
 
 
+def catalog_table() -> str:
+    """The catalog as the README's Markdown table (a test keeps the README equal to it)."""
+    lines = ["| dataset | task | size | sources, in the order tried | licence |", "|---|---|---|---|---|"]
+    for d in catalog.DATASETS.values():
+        known = [f.size for f in d.required]
+        size = d.shape + (f"; {_size(sum(known))}" if all(known) else "")
+        lines.append(f"| {d.name} | {', '.join(d.tasks)} | {size} | {', '.join(d.sources)} | {d.license} |")
+    lines += ["", "| source | what | where |", "|---|---|---|"]
+    lines += [f"| {s.name} | {s.description} | {s.page()} |" for s in catalog.SOURCES.values()]
+    return "\n".join(lines)
+
+
+def cmd_table(args) -> int:
+    print(catalog_table())
+    return 0
+
+
 def build_m4_caches(root: Path) -> list[str]:
     """Parse every complete M4 pattern once, so the first short-term run starts at once."""
     from . import m4
@@ -158,31 +176,37 @@ def _import_zip(archive: Path, root: Path) -> list[str]:
 def cmd_download(args) -> int:
     root = Path(args.root)
     transfer = fetch.Transfer(retries=args.retries, quiet=args.quiet, cookies=args.cookies)
-    failed = 0
-    for dataset in _select(args.names, args.task, args.all, "download"):
+    datasets = _select(args.names, args.task, args.all, "download")
+    incomplete = []
+    for dataset in datasets:
         sources = fetch.sources_for(dataset, args.source, args.mirror)
         manifest = inventory.read_manifest(root)
+        states = {e.path: inventory.quick_status(root, e, manifest).state for e in dataset.files}
 
-        def is_present(entry, manifest=manifest):
-            return inventory.quick_status(root, entry, manifest).state in (inventory.PRESENT, inventory.SLICE)
+        def is_present(entry, states=states):
+            return states[entry.path] in (inventory.PRESENT, inventory.SLICE)
 
         report = fetch.download_dataset(dataset, root, sources, transfer, _import_zip, args.force, is_present)
         for outcome in report.files:
             if outcome.state == "placed":
                 print(f"  placed   {outcome.entry.path}  (from {outcome.detail})")
+            elif outcome.state == "present" and states[outcome.entry.path] == inventory.SLICE:
+                print(f"  kept     {outcome.entry.path}: a shipped slice of the published file; --force replaces it")
             elif outcome.state == "failed" and not outcome.entry.optional:
                 print(f"  FAILED   {outcome.entry.path}: {outcome.detail}")
-        if not report.ok:
-            failed += 1
+        if report.ok:
+            print(f"{dataset.name}: ready")
+        else:
+            incomplete.append(dataset.name)
             note = f" {dataset.note}." if dataset.note else ""
             print(f"{dataset.name}: incomplete.{note} With a copy you already have: python -m symtime_repro.data "
                   f"import <folder or zip> --root {args.root}")
-        else:
-            print(f"{dataset.name}: ready under {root / (report.files[0].entry.path.split('/')[0])}")
-    for line in build_m4_caches(root) if any(d.name == "M4" for d in _select(args.names, args.task, args.all,
-                                                                                  "download")) else []:
-        print(line)
-    return EXIT_FAILED if failed else 0
+    if any(d.name == "M4" for d in datasets):
+        for line in build_m4_caches(root):
+            print(line)
+    print(f"{len(datasets) - len(incomplete)} of {len(datasets)} dataset(s) ready under {root}"
+          + (f"; incomplete: {', '.join(incomplete)}" if incomplete else ""))
+    return EXIT_FAILED if incomplete else 0
 
 
 def cmd_import(args) -> int:
@@ -208,7 +232,7 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--root", default="data", help="data root (the runner's data.root; default: data)")
     top = argparse.ArgumentParser(prog="python -m symtime_repro.data", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = top.add_subparsers(dest="command", metavar="{list,status,download,import,verify}")
+    sub = top.add_subparsers(dest="command", metavar="{list,status,download,import,verify,table}")
     for name in ("list", "status"):
         p = sub.add_parser(name, parents=[common], help="what is present, missing or damaged")
         p.add_argument("names", nargs="*", help="datasets (default: all)")
@@ -232,6 +256,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-mismatch", action="store_true",
                    help="place files whose sha256 differs from the published one (recorded as such)")
     p.set_defaults(func=cmd_import)
+    p = sub.add_parser("table", help="the catalog as a Markdown table (datasets, tasks, sizes, sources, licences)")
+    p.set_defaults(func=cmd_table)
     p = sub.add_parser("verify", parents=[common], help="sha256 of every present file against the catalog")
     p.add_argument("names", nargs="*", help="datasets (default: all)")
     p.add_argument("--task", help="only this task's datasets")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import UserError
+from ..files import make_readable
 from . import catalog
 from .catalog import DataFile, Dataset, Source
 from .inventory import read_head, record_placed, sha256_file, signature_problem
@@ -187,6 +188,7 @@ def _check_and_place(staged: Path, dest: Path, entry: DataFile, origin: str) -> 
         staged.unlink(missing_ok=True)
         raise SourceFailed(f"the file served as {entry.path} was rejected: {problem}; nothing was written to {dest}")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    make_readable(staged)
     os.replace(staged, dest)
     return {"sha256": digest, "size": dest.stat().st_size, "origin": origin}
 

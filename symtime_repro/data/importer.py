@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional
 
 from ..errors import UserError
+from ..files import make_readable
 from .catalog import DATASETS, NOT_NEEDED, DataFile
 from .fetch import STAGING
 from .inventory import HEAD_BYTES, record_placed, sha256_file, signature_problem
@@ -150,6 +151,10 @@ def _staging(root: Path) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        try:
+            base.rmdir()  # only if nothing else (partial downloads, Drive listings) is kept there
+        except OSError:
+            pass
 
 
 def import_path(source: Path, root: Path, overwrite: bool = False, allow_mismatch: bool = False) -> ImportReport:
@@ -242,6 +247,7 @@ def _place(chosen: Candidate, root: Path, entry: DataFile, report: ImportReport,
             report.skipped.append((chosen.found_label, f"{dest} exists and differs; pass --overwrite to replace it"))
             return None
     dest.parent.mkdir(parents=True, exist_ok=True)
+    make_readable(chosen.staged)
     os.replace(chosen.staged, dest)
     report.placed.append((chosen.found_label, entry.path))
     return {"sha256": chosen.sha256, "size": chosen.size, "origin": chosen.found_label}
