@@ -96,14 +96,12 @@ def cmd_list(args) -> int:
         return 0
     print(f"data root: {root.resolve()}")
     width = max(len(r["dataset"]) for r in rows)
-    task = None
-    for row in rows:
-        if row["tasks"][0] != task:
-            task = row["tasks"][0]
-            print(f"\n{task}")
-        print(f"  {row['dataset']:<{width}}  {row['status']:<8} {_size(row['bytes']):>9}  {row['location']}")
-        for note in row["notes"]:
-            print(f"  {'':<{width}}  {'':<8} {'':>9}  - {note}")
+    for task in [args.task] if args.task else catalog.tasks():  # a dataset shows under each task it serves
+        print(f"\n{task}")
+        for row in (r for r in rows if task in r["tasks"]):
+            print(f"  {row['dataset']:<{width}}  {row['status']:<8} {_size(row['bytes']):>9}  {row['location']}")
+            for note in row["notes"]:
+                print(f"  {'':<{width}}  {'':<8} {'':>9}  - {note}")
     counts = {s: sum(r["status"] == s for r in rows) for s in ("present", "partial", "missing", "corrupt")}
     print("\n" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".  Get more: python -m symtime_repro.data "
           f"download NAME --root {args.root}  (or: import PATH)")
