@@ -442,3 +442,19 @@ def test_the_readme_shows_the_catalog_as_it_is():
     from symtime_repro.data.cli import catalog_table
 
     assert catalog_table() in (REPO / "README.md").read_text(), "regenerate: python -m symtime_repro.data table"
+
+
+def test_an_unreachable_source_is_asked_once_per_command(tmp_path, capsys, monkeypatch):
+    import gdown
+    import requests
+
+    calls = []
+
+    def offline(**kwargs):
+        calls.append(kwargs["url"])
+        raise requests.ConnectionError("Failed to establish a new connection")
+
+    monkeypatch.setattr(gdown, "download", offline)
+    code, out, _ = data_cli(capsys, "download", "JapaneseVowels", "ETTh1", "--root", tmp_path, "--source", "hf")
+    assert code == 1 and len(calls) == 1  # 3 files, one attempt: the host was down
+    assert "cannot reach huggingface.co" in out and out.count("its sources failed above") == 2

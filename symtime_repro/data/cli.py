@@ -176,6 +176,7 @@ def cmd_download(args) -> int:
     transfer = fetch.Transfer(retries=args.retries, quiet=args.quiet, cookies=args.cookies)
     datasets = _select(args.names, args.task, args.all, "download")
     incomplete = []
+    given_up: dict[str, str] = {}  # sources that failed as a whole are not asked again in this command
     for dataset in datasets:
         sources = fetch.sources_for(dataset, args.source, args.mirror)
         manifest = inventory.read_manifest(root)
@@ -184,14 +185,21 @@ def cmd_download(args) -> int:
         def is_present(entry, states=states):
             return states[entry.path] in (inventory.PRESENT, inventory.SLICE)
 
-        report = fetch.download_dataset(dataset, root, sources, transfer, _import_zip, args.force, is_present)
+        report = fetch.download_dataset(dataset, root, sources, transfer, _import_zip, args.force, is_present,
+                                        given_up)
         for outcome in report.files:
             if outcome.state == "placed":
                 print(f"  placed   {outcome.entry.path}  (from {outcome.detail})")
             elif outcome.state == "present" and states[outcome.entry.path] == inventory.SLICE:
                 print(f"  kept     {outcome.entry.path}: a shipped slice of the published file; --force replaces it")
             elif outcome.state == "failed" and not outcome.entry.optional:
-                print(f"  FAILED   {outcome.entry.path}: {outcome.detail}")
+                fresh = [r for r in outcome.detail.splitlines() if "not asked again" not in r]
+                if not fresh:
+                    print(f"  FAILED   {outcome.entry.path}: its sources failed above")
+                    continue
+                print(f"  FAILED   {outcome.entry.path}:")
+                for reason in fresh:
+                    print(f"             - {reason}")
         if report.ok:
             print(f"{dataset.name}: ready")
         else:

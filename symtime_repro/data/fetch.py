@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -35,7 +36,15 @@ ZIP_SUFFIXES = (".zip",)
 
 
 class SourceFailed(Exception):
-    """One source could not deliver one file; the message is a sentence for the user."""
+    """One source could not deliver one file; the message is a sentence for the user.
+
+    ``whole_source``: the failure is not about this file (unreachable host, Drive refusing us, rate
+    limit), so the rest of the command does not ask that source again.
+    """
+
+    def __init__(self, message: str, whole_source: bool = False):
+        super().__init__(message)
+        self.whole_source = whole_source
 
 
 @dataclass
@@ -82,13 +91,24 @@ def explain(exc: BaseException, source: Source, root: Path, what: str) -> str:
             return f"{source.name} is rate-limiting requests (HTTP 429); wait a while and run the command again"
         return f"{source.name} answered HTTP {code} for {what}; a server-side error - try again later"
     if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-        host = getattr(getattr(exc, "request", None), "url", "") or source.page()
-        return (f"cannot reach {host} ({type(exc).__name__}); check the network, or set HTTPS_PROXY if you "
-                f"are behind a proxy")
+        url = getattr(getattr(exc, "request", None), "url", "") or source.page()
+        host = urllib.parse.urlsplit(url).netloc or url
+        return f"cannot reach {host} ({type(exc).__name__}): check the network, or HTTPS_PROXY behind a proxy"
     if isinstance(exc, RuntimeError) and "folder" in str(exc).lower():  # gdown: folder page not parsable
         return drive_advice(source, root)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"{source.name}: {first}"
+
+
+def _affects_whole_source(exc: BaseException) -> bool:
+    import requests
+    from gdown.exceptions import FileURLRetrievalError
+
+    if isinstance(exc, (FileURLRetrievalError, requests.ConnectionError, requests.Timeout)):
+        return True
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return exc.response.status_code in (401, 403, 429)
+    return isinstance(exc, RuntimeError)  # gdown could not read the Drive folder page
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -229,7 +249,7 @@ def fetch_file(entry: DataFile, root: Path, source: Source, transfer: Transfer,
     except SourceFailed:
         raise
     except (requests.RequestException, DownloadError, FileURLRetrievalError, RuntimeError) as exc:
-        raise SourceFailed(explain(exc, source, root, entry.path)) from exc
+        raise SourceFailed(explain(exc, source, root, entry.path), _affects_whole_source(exc)) from exc
     except OSError as exc:
         raise UserError(f"cannot write {exc.filename or dest}: {exc.strerror or exc}; check the free space and "
                         f"permissions of the data root {root}") from exc
@@ -237,9 +257,11 @@ def fetch_file(entry: DataFile, root: Path, source: Source, transfer: Transfer,
 
 def download_dataset(dataset: Dataset, root: Path, sources: list[Source], transfer: Transfer,
                      import_zip: Callable[[Path, Path], list[str]], force: bool = False,
-                     is_present: Callable[[DataFile], bool] = lambda entry: False) -> DownloadReport:
+                     is_present: Callable[[DataFile], bool] = lambda entry: False,
+                     given_up: Optional[dict[str, str]] = None) -> DownloadReport:
     """Fetch every file of ``dataset`` that is not already present, trying ``sources`` in order."""
     report = DownloadReport(dataset)
+    given_up = {} if given_up is None else given_up  # source -> why, for failures not about one file
     for entry in dataset.files:
         if not force and is_present(entry):
             report.files.append(FileOutcome(entry, "present"))
@@ -247,19 +269,35 @@ def download_dataset(dataset: Dataset, root: Path, sources: list[Source], transf
         reasons = []
         usable = [s for s in sources if s.holds(entry.path)]
         for source in usable:
+            if source.name in given_up:
+                reasons.append(f"{source.name}: not asked again ({given_up[source.name]})")
+                continue
             log.info("%s: fetching %s from %s", dataset.name, entry.path, source.name)
             try:
                 origin = fetch_file(entry, root, source, transfer, import_zip)
             except SourceFailed as exc:
-                reasons.append(str(exc))
-                log.warning("%s: %s", entry.path, exc)
+                reasons.append(f"{source.name}: {exc}")
+                if exc.whole_source:
+                    given_up[source.name] = "failed above" if len(str(exc)) > 60 else str(exc)
                 continue
             report.files.append(FileOutcome(entry, "placed", source.name, origin))
             break
         else:
-            detail = "; ".join(reasons) if reasons else "no chosen source publishes it"
+            detail = "\n".join(reasons) if reasons else "no chosen source publishes it"
             report.files.append(FileOutcome(entry, "failed", detail=detail))
+    _remove_empty_folders(root / STAGING)
     return report
+
+
+def _remove_empty_folders(folder: Path) -> None:
+    """Staging folders left empty; partial files (and their folders) stay for the next resume."""
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def sources_for(dataset: Dataset, chosen: Optional[list[str]], mirror: Optional[str]) -> list[Source]:
