@@ -458,3 +458,33 @@ def test_an_unreachable_source_is_asked_once_per_command(tmp_path, capsys, monke
     code, out, _ = data_cli(capsys, "download", "JapaneseVowels", "ETTh1", "--root", tmp_path, "--source", "hf")
     assert code == 1 and len(calls) == 1  # 3 files, one attempt: the host was down
     assert "cannot reach huggingface.co" in out and out.count("its sources failed above") == 2
+
+
+SHARED_DATA = REPO.parent / "shared" / "data"
+# The official SymTime README: "place the downloaded datasets under the folder ./datasets", with its
+# scripts' folder names (ETT/ for the ETT files).
+SYMTIME_FOLDERS = {"ETT-small": "ETT"}
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "SOURCES.md").is_file(),
+                    reason="../shared/data (the reference data checkout) is not beside the repository")
+def test_the_reference_data_in_symtime_layout_imports_and_verifies(tmp_path, capsys):
+    """Every file of ../shared/data, laid out as SymTime's ./datasets/ (zips as published), is placed
+    where the runner reads it and matches its published sha256."""
+    datasets = tmp_path / "datasets"
+    for path in SHARED_DATA.rglob("*"):
+        if path.is_file() and path.name != "SOURCES.md":
+            relative = path.relative_to(SHARED_DATA)
+            target = datasets / SYMTIME_FOLDERS.get(relative.parts[0], relative.parts[0]) / Path(*relative.parts[1:])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(path)
+    root = tmp_path / "root"
+    code, out, err = data_cli(capsys, "import", datasets, "--root", root)
+    assert code == 0, out + err
+    assert "  skipped  " not in out and "24 placed" in out
+    code, out, _ = data_cli(capsys, "verify", "--root", root, "--json")
+    states = {row["file"]: row["state"] for row in json.loads(out)["files"]}
+    assert code == 0 and set(states.values()) == {"ok"}
+    assert {"ETT-small/ETTm2.csv", "MSL/MSL_test.npy", "SMAP/SMAP_test_label.npy", "m4/submission-Naive2.csv",
+            "Handwriting/Handwriting_TEST.ts", "illness/national_illness.csv"} <= set(states)
+    assert len(states) == 24  # 18 files + the 6 arrays inside MSL.zip and SMAP.zip
