@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -39,7 +40,7 @@ def hydra_main(cfg: DictConfig) -> None:
         log.error("error: %s", exc)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
-        log.error("interrupted; the last best checkpoint (if any) is in %s", run_dir)
+        log.error("interrupted; continue from the last finished epoch with: resume=true hydra.run.dir=%s", run_dir)
         sys.exit(130)
 
 
@@ -64,10 +65,43 @@ def describe_config_error(exc: BaseException) -> str:
     return message
 
 
+# Launchers that start a fresh Python process for every job (joblib's workers are reused between jobs).
+PROCESS_PER_JOB_LAUNCHERS = ("submitit_local", "submitit_slurm")
+
+
+def mixed_npu_sweep(argv: list[str]) -> Optional[str]:
+    """Why a multirun that mixes device=npu with another device in one process can't run, or None.
+
+    transfer_to_npu patches torch for the whole process and cannot be undone: after an npu job,
+    a cpu or cuda job of the same process would silently run on the NPU.
+    """
+    if not any(a in ("-m", "--multirun") or a == "hydra.mode=MULTIRUN" for a in argv):
+        return None
+    launchers = [a.split("=", 1)[1] for a in argv if a.lstrip("+").split("=", 1)[0] in ("hydra/launcher",
+                                                                                       "override hydra/launcher")]
+    if launchers and launchers[-1] in PROCESS_PER_JOB_LAUNCHERS:
+        return None
+    devices: set[str] = set()
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+~") in ("device", "device.name"):
+            devices.update(v.strip() for v in value.split(","))
+    if "npu" in devices and len(devices) > 1:
+        return (f"a sweep over device={','.join(sorted(devices))} runs its jobs in one process, and device=npu "
+                f"patches torch for the whole process (transfer_to_npu cannot be undone), so the other devices' "
+                f"jobs would run on the NPU; run one sweep per device, or add hydra/launcher=submitit_local "
+                f"(hydra-submitit-launcher), which starts a process per job")
+    return None
+
+
 def main() -> None:
     # We report configuration errors ourselves, as one line; Hydra's own report spans a screen.
     # HYDRA_FULL_ERROR=1 makes Hydra raise them to us instead of printing (a user's own setting wins).
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    refusal = mixed_npu_sweep(sys.argv[1:])
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     try:
         hydra_main()
     except (HydraException, OmegaConfBaseException) as exc:

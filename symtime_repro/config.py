@@ -123,6 +123,7 @@ class RunConfig:
     mode: str = "train"  # train: fine-tune then test the best weights; test: evaluate ckpt
     ckpt: Optional[str] = None
     seed: int = 2025
+    resume: bool = False  # continue the run in hydra.run.dir from its last finished epoch; skip it if done
     experiment: Optional[Any] = None  # the chosen preset's name, for the record
 
 

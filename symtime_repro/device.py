@@ -86,6 +86,10 @@ def setup(cfg) -> Device:
     if cfg.name == "auto":
         device = _auto(cfg)
     elif cfg.name in builders:
+        if _transfer_to_npu_done and cfg.name != "npu":
+            raise UserError(f"device={cfg.name}: an earlier job of this process ran on the NPU, and "
+                            f"transfer_to_npu's patch of torch cannot be undone; run jobs of other devices in "
+                            f"their own process (a separate command, or hydra/launcher=submitit_local)")
         device = builders[cfg.name](cfg)
     else:
         raise UserError(f"device={cfg.name} is not known: use cpu, cuda, npu or auto")

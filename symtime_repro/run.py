@@ -4,11 +4,12 @@ write the run directory's files (GUIDE section 2)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from .errors import UserError
 from .files import write_json
 from .models import load_model_weights, load_pretrained_encoder, read_checkpoint
 from .tasks import make_task
-from .trainer import FitResult, Trainer
+from .trainer import RESUME_FILE, FitResult, Trainer, load_resume_state
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,23 @@ def _adopt_checkpoint_config(cfg: DictConfig, saved: dict) -> None:
                 cfg[section][key] = stored[key]
 
 
+def finished_metrics(run_dir: Path) -> Optional[dict[str, Any]]:
+    """The metrics of a run that completed in ``run_dir``, or None."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) and metrics.get("status") == "completed" else None
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Execute one run and return the metrics written to ``metrics.json``."""
+    wall_started = time.perf_counter()
+    if cfg.get("resume") and cfg.mode == "train":
+        done = finished_metrics(run_dir)
+        if done is not None:  # a re-run sweep skips the jobs that already finished
+            log.info("resume=true: %s already finished (metrics.json); nothing to do", run_dir)
+            return done
     ckpt_state = None
     if cfg.mode == "test" and cfg.get("ckpt"):
         ckpt_state, saved_cfg = read_checkpoint(cfg.ckpt)
@@ -88,8 +104,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     record = dataclasses.asdict(rc)  # after the task filled in derived values (e.g. M4 horizons)
     trainer = Trainer(rc.trainer, device, run_dir, rc.seed, record)
     fit = FitResult()
+    resumed_from = None
     if rc.mode == "train":
-        fit = trainer.fit(task, model, splits)
+        resume_state = load_resume_state(run_dir, record) if rc.resume else None
+        if rc.resume and resume_state is None:
+            log.info("resume=true: no %s in %s yet; starting at epoch 1", RESUME_FILE, run_dir)
+        resumed_from = resume_state["epoch"] if resume_state else None
+        fit = trainer.fit(task, model, splits, resume_state)
 
     started = time.perf_counter()
     test = trainer.test(task, model, splits)
@@ -115,15 +136,19 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "test_seconds": round(test_seconds, 3),
         "train_samples_per_second": fit.samples_per_second,
         "peak_memory_mb": round(device.peak_memory_mb(), 1),
+        "wall_seconds": round(time.perf_counter() - wall_started, 3),  # this process, set-up included
+        "resumed_from_epoch": resumed_from,
         "seq_len": rc.task.seq_len,
         "pred_len": rc.task.pred_len,
         "model": rc.model.name,
+        "experiment": rc.experiment,
         "pretrained": rc.model.pretrained,
         "ckpt": rc.ckpt,
         "seed": rc.seed,
         "status": "completed",
     })
     write_json(run_dir / "metrics.json", metrics)
+    (run_dir / RESUME_FILE).unlink(missing_ok=True)  # finished: checkpoint.pt keeps the best weights
     _log_table(metrics, task.test_metric_names(), run_dir)
     return metrics
 
@@ -134,6 +159,8 @@ def _log_table(metrics: dict[str, Any], names: tuple[str, ...], run_dir: Path) -
     rows += [(name, f"{metrics[name]:.6f}") for name in names]
     if metrics["train_samples_per_second"]:
         rows.append(("train samples/s", f"{metrics['train_samples_per_second']:.1f}"))
+    rows.append(("peak memory", f"{metrics['peak_memory_mb']:.0f} MB"))
+    rows.append(("wall time", f"{metrics['wall_seconds']:.1f} s"))
     rows.append(("run dir", str(run_dir)))
     width = max(len(k) for k, _ in rows)
     lines = ["", "result", "-" * (width + 30)] + [f"{k:<{width}}  {v}" for k, v in rows]

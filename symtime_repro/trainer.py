@@ -10,8 +10,10 @@ evaluates the test set every epoch, only to print it; we don't).
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import math
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,19 +21,25 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .data.windows import make_loader
+from .data.windows import loader_generator, make_loader
 from .device import Device
-from .files import write_csv
+from .errors import UserError
+from .files import atomic_write_bytes, write_csv
 from .models import save_checkpoint
 from .tasks import Splits, Task
 
 log = logging.getLogger(__name__)
 
 TYPE2_SCHEDULE = {2: 5e-5, 4: 1e-5, 6: 5e-6, 8: 1e-6, 10: 5e-7, 15: 1e-7, 20: 5e-8}
+# The state of the last finished epoch, written after every epoch so that `resume=true` continues an
+# interrupted run exactly (weights, optimiser, schedule, early-stopping counters, every RNG).
+RESUME_FILE = "last.pt"
+RESUME_FORMAT = "symtime-repro-resume-v1"
 
 
 def scheduled_lr(lradj: str, base_lr: float, epoch: int, total_epochs: int) -> Optional[float]:
@@ -64,6 +72,40 @@ class FitResult:
     @property
     def samples_per_second(self) -> Optional[float]:
         return self.train_samples / self.train_seconds if self.train_seconds > 0 else None
+
+
+# Keys whose change does not alter what a resumed run computes (how it is shown, loaded or evaluated).
+RESUME_FREE_KEYS = {"trainer": {"progress", "num_workers", "eval_batch_size", "limit_eval_batches"},
+                    "model": {"pretrained"}, "data": {"root"}, "device": {"index"}}
+RESUME_SECTIONS = ("task", "dataset", "model", "trainer", "device", "seed")
+
+
+def load_resume_state(run_dir: Path, config_record: dict) -> Optional[dict]:
+    """The resume state in ``run_dir`` if there is one, after checking it belongs to this config."""
+    path = Path(run_dir) / RESUME_FILE
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a damaged file must not become a traceback
+        raise UserError(f"resume=true: {path} cannot be read ({type(exc).__name__}); delete it to start the run "
+                        f"again from epoch 1") from exc
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+        raise UserError(f"resume=true: {path} is not a symtime-repro resume file; delete it to start again")
+    saved = state.get("config", {})
+    for section in RESUME_SECTIONS:
+        before, now = saved.get(section), config_record.get(section)
+        if isinstance(now, dict) and isinstance(before, dict):
+            free = RESUME_FREE_KEYS.get(section, set())
+            for key in sorted(set(before) | set(now)):
+                if key not in free and before.get(key) != now.get(key):
+                    raise UserError(f"resume=true: the run in {run_dir} was started with {section}.{key}="
+                                    f"{before.get(key)} but this command has {section}.{key}={now.get(key)}; "
+                                    f"use the same settings to resume, or another hydra.run.dir for a new run")
+        elif before != now:
+            raise UserError(f"resume=true: the run in {run_dir} was started with {section}={before} but this "
+                            f"command has {section}={now}; use the same settings to resume")
+    return state
 
 
 class Trainer:
@@ -107,8 +149,59 @@ class Trainer:
         with self.device.autocast():
             return task.test(model, splits, self.eval_batches)
 
+    # -- resuming -------------------------------------------------------------------------------
+    def _save_resume_state(self, model, optimizer, scaler, train_loader, result: FitResult, bad_epochs: int) -> None:
+        generator = loader_generator(train_loader)
+        state = {
+            "format": RESUME_FORMAT,
+            "config": self.config_record,
+            "epoch": result.epochs_run,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "result": {k: v for k, v in vars(result).items()},
+            "bad_epochs": bad_epochs,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.kind == "cuda" else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "loader": generator.get_state() if generator is not None else None,
+            },
+        }
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(self.run_dir / RESUME_FILE, buffer.getvalue())
+
+    def _restore(self, state: dict, model, optimizer, scaler, train_loader) -> tuple[FitResult, int, Optional[dict]]:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        result = FitResult(**state["result"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and self.device.kind == "cuda":
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        generator = loader_generator(train_loader)
+        if generator is not None and rng.get("loader") is not None:
+            generator.set_state(rng["loader"])
+        best_state = None
+        best_file = self.run_dir / "checkpoint.pt"
+        if result.best_epoch and best_file.is_file():
+            best = torch.load(best_file, map_location="cpu", weights_only=False)
+            if best.get("epoch") == result.best_epoch:
+                best_state = best["model"]
+            else:  # killed between saving the best weights and this state: that epoch is redone below
+                log.info("checkpoint.pt is from epoch %s, after the resumed state; that epoch runs again",
+                         best.get("epoch"))
+        write_csv(self.run_dir / "history.csv", result.history, list(result.history[-1]))
+        return result, state["bad_epochs"], best_state
+
     # -- training -------------------------------------------------------------------------------
-    def fit(self, task: Task, model: nn.Module, splits: Splits) -> FitResult:
+    def fit(self, task: Task, model: nn.Module, splits: Splits, resume_state: Optional[dict] = None) -> FitResult:
         cfg = self.cfg
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer_cls = torch.optim.RAdam if cfg.optimizer == "radam" else torch.optim.Adam
@@ -120,10 +213,16 @@ class Trainer:
         result = FitResult(monitor=monitor, best_value=-math.inf if higher_is_better else math.inf)
         best_state: Optional[dict] = None
         bad_epochs = 0
+        if resume_state is not None:
+            result, bad_epochs, best_state = self._restore(resume_state, model, optimizer, scaler, train_loader)
+            log.info("resumed after epoch %d (best so far: epoch %d, val %s %.6f)", result.epochs_run,
+                     result.best_epoch, monitor, result.best_value)
         log.info("training: %d windows (%d batches of %d), %d validation windows, up to %d epochs",
                  len(splits.train), len(train_loader), cfg.batch_size, len(splits.val), cfg.epochs)
 
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(result.epochs_run + 1, cfg.epochs + 1):
+            if result.stopped_early:
+                break
             started = time.perf_counter()
             model.train()
             n_batches, batches = self._limit(train_loader, cfg.limit_train_batches, "train")
@@ -181,11 +280,14 @@ class Trainer:
                 if bad_epochs >= cfg.patience:
                     log.info("early stopping: no validation improvement for %d epochs", bad_epochs)
                     result.stopped_early = True
-                    break
-            new_lr = scheduled_lr(cfg.lradj, cfg.lr, epoch, cfg.epochs)
-            if new_lr is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] = new_lr
+            if not result.stopped_early:
+                new_lr = scheduled_lr(cfg.lradj, cfg.lr, epoch, cfg.epochs)
+                if new_lr is not None:
+                    for group in optimizer.param_groups:
+                        group["lr"] = new_lr
+            self._save_resume_state(model, optimizer, scaler, train_loader, result, bad_epochs)
+            if result.stopped_early:
+                break
 
         if best_state is None:  # every validation loss was NaN
             log.warning("validation loss never improved (NaN?); testing the last weights")

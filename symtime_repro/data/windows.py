@@ -59,6 +59,12 @@ class SlidingWindows(Dataset):
         return batch
 
 
+def loader_generator(loader: DataLoader) -> Optional[torch.Generator]:
+    """The generator that shuffles a loader made by :func:`make_loader` (None if it doesn't shuffle)."""
+    inner = getattr(getattr(loader, "sampler", None), "sampler", None)
+    return getattr(inner, "generator", None)
+
+
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
                 pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
     """A DataLoader that hands the dataset whole lists of indices (one gather per batch)."""
