@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -70,6 +72,34 @@ class BaseTask:
 
     def save_test_outputs(self, run_dir) -> None:
         """Write task-specific test artefacts (e.g. the M4 forecast CSV) into the run dir."""
+
+
+class TestSamples:
+    """The first few test windows (inputs, truth, prediction) for plots; written as test_samples.npz.
+
+    Kept small on purpose (``limit`` windows): enough to look at, never a copy of the test set.
+    """
+
+    def __init__(self, limit: int = 4) -> None:
+        self.limit = limit
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def keep(self, **tensors: torch.Tensor) -> None:
+        if self.arrays:
+            return
+        self.arrays = {k: v[: self.limit].detach().float().cpu().numpy() if v.dtype != torch.bool
+                       else v[: self.limit].cpu().numpy() for k, v in tensors.items()}
+
+    def save(self, run_dir, columns: Iterable[str]) -> None:
+        if not self.arrays:
+            return
+        import io
+
+        from ..files import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, columns=np.array(list(columns), dtype=str), **self.arrays)
+        atomic_write_bytes(Path(run_dir) / "test_samples.npz", buffer.getvalue())
 
 
 def make_task(cfg) -> Task:

@@ -27,7 +27,7 @@ from torch import nn
 from ..data import csv_series
 from ..metrics import MeanErrors
 from ..models import build_model
-from . import BaseTask, Splits
+from . import BaseTask, Splits, TestSamples
 
 
 def draw_mask(shape: torch.Size, ratio: float, device: torch.device,
@@ -45,23 +45,27 @@ class Imputation(BaseTask):
         self.cfg = cfg
         self.ratio = cfg.task.mask_ratio
         self.scored = slice(-1, None) if cfg.dataset.features == "MS" else slice(None)
+        self.samples: TestSamples | None = None  # set during test(): a few windows for the report's plots
+        self.columns: list[str] = []
 
     def datasets(self) -> Splits:
         windows, info = csv_series.window_splits(self.cfg.dataset, self.cfg.task.seq_len, 0, self.cfg.data.root)
+        self.columns = info["columns"]
         return Splits(*windows, info)
 
     def build_model(self, splits: Splits) -> nn.Module:
         t = self.cfg.task
         return build_model(self.name, splits.info["enc_in"], t.seq_len, t.pred_len, self.cfg.model)
 
-    def _masked_error(self, model: nn.Module, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        output = model(x.masked_fill(hidden, 0.0))
+    def _hidden_error(self, output: torch.Tensor, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """Errors at the hidden (scored) points only."""
         hidden = hidden[..., self.scored]
         return output[..., self.scored].float()[hidden] - x[..., self.scored][hidden]
 
     def training_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = batch["x"]
-        return self._masked_error(model, x, draw_mask(x.shape, self.ratio, x.device)).square().mean()
+        hidden = draw_mask(x.shape, self.ratio, x.device)
+        return self._hidden_error(model(x.masked_fill(hidden, 0.0)), x, hidden).square().mean()
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
@@ -71,9 +75,21 @@ class Imputation(BaseTask):
         errors = MeanErrors()
         for batch in batches:
             x = batch["x"]
-            errors.add(self._masked_error(model, x, draw_mask(x.shape, self.ratio, x.device, generator)))
+            hidden = draw_mask(x.shape, self.ratio, x.device, generator)
+            output = model(x.masked_fill(hidden, 0.0))
+            errors.add(self._hidden_error(output, x, hidden))
+            if self.samples is not None:
+                self.samples.keep(x=x.masked_fill(hidden, 0.0), y=x, pred=output, mask=hidden)
         result = errors.result()
         return {"loss": result["mse"], **result}
+
+    def test(self, model: nn.Module, splits: Splits, batches_for) -> dict:
+        self.samples = TestSamples()
+        return self.evaluate(model, batches_for(splits.test))
+
+    def save_test_outputs(self, run_dir) -> None:
+        if self.samples is not None:
+            self.samples.save(run_dir, self.columns)
 
     def test_metric_names(self) -> tuple[str, ...]:
         return ("mse", "mae")

@@ -19,7 +19,7 @@ from torch import nn
 from ..data import csv_series
 from ..metrics import MeanErrors
 from ..models import build_model
-from . import BaseTask, Splits
+from . import BaseTask, Splits, TestSamples
 
 
 class LongTermForecasting(BaseTask):
@@ -29,10 +29,13 @@ class LongTermForecasting(BaseTask):
         self.cfg = cfg
         # features=MS: all channels in, only the target (moved last) scored.
         self.scored = slice(-1, None) if cfg.dataset.features == "MS" else slice(None)
+        self.samples: TestSamples | None = None  # set during test(): a few windows for the report's plots
+        self.columns: list[str] = []
 
     def datasets(self) -> Splits:
         t = self.cfg.task
         windows, info = csv_series.window_splits(self.cfg.dataset, t.seq_len, t.pred_len, self.cfg.data.root)
+        self.columns = info["columns"]
         return Splits(*windows, info)
 
     def build_model(self, splits: Splits) -> nn.Module:
@@ -47,9 +50,20 @@ class LongTermForecasting(BaseTask):
     def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
         errors = MeanErrors()
         for batch in batches:
-            errors.add(model(batch["x"])[..., self.scored].float() - batch["y"][..., self.scored])
+            pred = model(batch["x"])
+            errors.add(pred[..., self.scored].float() - batch["y"][..., self.scored])
+            if self.samples is not None:
+                self.samples.keep(x=batch["x"], y=batch["y"], pred=pred)
         result = errors.result()
         return {"loss": result["mse"], **result}
+
+    def test(self, model: nn.Module, splits: Splits, batches_for) -> dict:
+        self.samples = TestSamples()
+        return self.evaluate(model, batches_for(splits.test))
+
+    def save_test_outputs(self, run_dir) -> None:
+        if self.samples is not None:
+            self.samples.save(run_dir, self.columns)
 
     def test_metric_names(self) -> tuple[str, ...]:
         return ("mse", "mae")
