@@ -142,6 +142,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "pred_len": rc.task.pred_len,
         "model": rc.model.name,
         "experiment": rc.experiment,
+        "test_metrics": list(task.test_metric_names()),  # which keys above are this task's test metrics
         "pretrained": rc.model.pretrained,
         "ckpt": rc.ckpt,
         "seed": rc.seed,

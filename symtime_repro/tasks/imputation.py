@@ -85,7 +85,7 @@ class Imputation(BaseTask):
 
     def test(self, model: nn.Module, splits: Splits, batches_for) -> dict:
         self.samples = TestSamples()
-        return self.evaluate(model, batches_for(splits.test))
+        return {**self.evaluate(model, batches_for(splits.test)), "mask_ratio": self.ratio}
 
     def save_test_outputs(self, run_dir) -> None:
         if self.samples is not None:

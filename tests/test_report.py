@@ -1,0 +1,228 @@
+"""`python -m symtime_repro.report`: run dirs in, report.md / results.csv / plots out."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, read_metrics, run_cli, TINY
+from symtime_repro import report
+
+ECL_LOGGED_MSE = 0.16191181540489197  # symtime_repo_logged_results.csv: long_term ECL pred_len=96 (seq_len=96)
+ECL_LOGGED_MAE = 0.25291380286216736
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FAILED_LOG = ("[2026-11-25 07:56:08,164][symtime_repro][ERROR] error: dataset ECL: file not found: "
+              "data/electricity/electricity.csv. Fetch it with: python -m symtime_repro.data download ECL\n")
+
+needs_matplotlib = pytest.mark.skipif(report.load_matplotlib() is None,
+                                      reason="matplotlib is not installed (pip install matplotlib)")
+
+
+def write_run(folder: Path, task: str, dataset: str, seed: int, config: dict | None = None, **values) -> Path:
+    """A run dir as symtime_repro.run writes it: metrics.json, history.csv, and .hydra/ when given."""
+    folder.mkdir(parents=True)
+    metrics = {**values, "task": task, "dataset": dataset, "mode": "train", "device": "cpu",
+               "device_name": "CPU test", "epochs_run": 2, "train_seconds": 1.5, "test_seconds": 0.5,
+               "train_samples_per_second": 100.0, "peak_memory_mb": 321.0, "model": "symtime", "seed": seed,
+               "status": "completed"}
+    metrics.setdefault("seq_len", 96)
+    metrics.setdefault("pred_len", 0)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "history.csv").write_text("epoch,train_loss,val_loss,lr,seconds\n1,0.9,1.1,0.0001,0.4\n"
+                                        "2,0.7,1.0,0.0001,0.4\n")
+    if config is not None:
+        (folder / ".hydra").mkdir()
+        (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump({**config, "seed": seed}))
+    return folder
+
+
+def write_samples(folder: Path, imputation: bool) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 96, 3)).astype(np.float32)
+    y = rng.normal(size=(4, 96 if imputation else 24, 3)).astype(np.float32)
+    arrays = dict(x=x, y=y, pred=y + 0.1, columns=np.array(["HUFL", "MUFL", "OT"]))
+    if imputation:
+        arrays["mask"] = rng.random(size=y.shape) < 0.25
+    np.savez_compressed(folder / "test_samples.npz", **arrays)
+
+
+@pytest.fixture()
+def tree(tmp_path) -> Path:
+    """Two seeds of ECL pred_len=96, another horizon, an imputation and a classification run, one
+    failed and one unfinished run."""
+    root = tmp_path / "runs"
+    write_run(root / "ecl96" / "0", "long_term", "ECL", 1, mse=0.15, mae=0.25, pred_len=96)
+    write_run(root / "ecl96" / "1", "long_term", "ECL", 2, mse=0.17, mae=0.27, pred_len=96)
+    write_samples(root / "ecl96" / "0", imputation=False)
+    # seq_len 336: the logged result for pred_len=192 was taken with seq_len 96, so no match.
+    write_run(root / "ecl192", "long_term", "ECL", 1, mse=0.2, mae=0.3, pred_len=192, seq_len=336)
+    imputation = write_run(root / "imp", "imputation", "ETTh1", 1, {"task": {"name": "imputation", "mask_ratio": 0.25}},
+                           mse=0.05, mae=0.15)
+    write_samples(imputation, imputation=True)
+    write_run(root / "cls", "classification", "JapaneseVowels", 1, accuracy=0.75)
+    failed = root / "failed"
+    (failed / ".hydra").mkdir(parents=True)
+    (failed / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"task": {"name": "long_term", "pred_len": 96},
+                                                                   "dataset": {"name": "ECL"}}))
+    (failed / "run.log").write_text("[x][symtime_repro.device][INFO] device: CPU\n" + FAILED_LOG)
+    (root / "unfinished" / ".hydra").mkdir(parents=True)
+    return root
+
+
+def read_results(path: Path) -> dict[str, dict]:
+    with open(path, newline="") as handle:
+        return {row["run_dir"]: row for row in csv.DictReader(handle)}
+
+
+def test_tables_aggregate_seeds_and_compare_with_the_logged_reference(tree, capsys):
+    assert report.main([str(tree)]) == 0
+    text = (tree / "report.md").read_text()
+    # ECL pred_len=96: mean ± sample std of 0.15 and 0.17 over n=2, then reference and ours − reference.
+    ecl = next(line for line in text.splitlines() if line.startswith("| ECL | pred_len=96 |"))
+    cells = [c.strip() for c in ecl.strip("|").split("|")]
+    assert cells[:7] == ["ECL", "pred_len=96", "96", "2", "0.1600 ± 0.0141", "0.2600 ± 0.0141", "0.1619"]
+    assert cells[7] == f"{0.16 - ECL_LOGGED_MSE:+.4f}" == "-0.0019"
+    assert cells[8:] == ["0.2529", f"{0.26 - ECL_LOGGED_MAE:+.4f}"]
+    ecl192 = next(line for line in text.splitlines() if line.startswith("| ECL | pred_len=192 |"))
+    assert "| 336 | 1 | 0.2000 | 0.3000 | – | – | – | – |" in ecl192  # seq_len differs: no reference
+    assert "| ETTh1 | mask_ratio=0.25 | 1 | 0.0500 | 0.1500 |" in text
+    # Classification in percent, beside the paper's average (74.9), labelled as not like-for-like.
+    assert "Metrics in percent" in text and "| JapaneseVowels |  | 1 | 75.00 |" in text
+    assert ("| paper: average (datasets not named in figure) | accuracy | 74.90 | 75.00 | +0.10 "
+            "| not like-for-like") in text
+    # The failed and the unfinished run are listed, with their reasons.
+    assert "| failed | failed | long_term | ECL | pred_len=96 | error: dataset ECL: file not found" in text
+    assert "| unfinished | running or killed | ? | ? |  | no metrics.json and no run.log |" in text
+    # Device table: wall time falls back to train + test seconds.
+    assert "| ecl96/0 | long_term | ECL | pred_len=96 | 1 | CPU test | 100.0 | 321.0 | 2.0 | 2 |" in text
+    out = capsys.readouterr().out
+    assert "| ECL | pred_len=96 |" in out and out.rstrip().endswith(f"report: {tree / 'report.md'}")
+
+
+def test_results_csv_has_one_row_per_run_with_reference_and_difference(tree, tmp_path):
+    out = tmp_path / "elsewhere"
+    assert report.main([str(tree), "--out", str(out)]) == 0
+    assert not (tree / "report.md").exists()  # --out is honoured
+    rows = read_results(out / "results.csv")
+    assert set(rows) == {"ecl96/0", "ecl96/1", "ecl192", "imp", "cls", "failed", "unfinished"}
+    first = rows["ecl96/0"]
+    assert (first["status"], first["setting"], first["seq_len"], first["seed"]) == (
+        "completed", "pred_len=96", "96", "1")
+    assert float(first["mse"]) == 0.15 and float(first["mse_reference"]) == ECL_LOGGED_MSE
+    assert float(first["mse_difference"]) == pytest.approx(0.15 - ECL_LOGGED_MSE)
+    assert "repo run log" in first["reference_source"]
+    assert rows["ecl192"]["mse_reference"] == ""
+    assert rows["cls"]["unit"] == "percent" and float(rows["cls"]["accuracy"]) == pytest.approx(75.0)
+    assert rows["failed"]["status"] == "failed" and "file not found" in rows["failed"]["reason"]
+    assert rows["unfinished"]["status"] == "running or killed"
+
+
+@needs_matplotlib
+def test_plots_are_real_pngs_linked_from_the_report(tree):
+    assert report.main([str(tree)]) == 0
+    text = (tree / "report.md").read_text()
+    plots = sorted((tree / "plots").glob("*.png"))
+    names = {p.name for p in plots}
+    expected = {"ecl96_0_loss.png", "ecl96_0_test_windows.png", "imp_test_windows.png", "long_term_vs_reference.png"}
+    assert expected <= names
+    assert "ecl192_test_windows.png" not in names  # no test_samples.npz there
+    for path in plots:
+        data = path.read_bytes()
+        assert data[:8] == PNG_SIGNATURE and len(data) > 5000, path.name
+        assert f"](plots/{path.name})" in text
+
+
+def test_without_matplotlib_the_report_says_how_to_get_plots(tree, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    assert report.main([str(tree)]) == 0
+    assert report.NO_MATPLOTLIB_NOTE in (tree / "report.md").read_text()
+    assert "pip install matplotlib" in report.NO_MATPLOTLIB_NOTE
+    assert not (tree / "plots").exists()
+
+
+def test_runs_that_differ_in_more_than_seed_are_separate_rows(tmp_path):
+    base = {"task": {"name": "long_term", "seq_len": 96, "pred_len": 96}, "dataset": {"name": "ETTh1"}}
+    for i, d_model in enumerate((32, 32, 64)):
+        write_run(tmp_path / f"r{i}", "long_term", "ETTh1", i, {**base, "model": {"d_model": d_model}},
+                  mse=0.4 + i / 10, mae=0.4, pred_len=96)
+    groups = report.group_runs(report.collect_runs(tmp_path), report.load_references())
+    assert [(g.variant, len(g.runs)) for g in groups] == [("model.d_model=32", 2), ("model.d_model=64", 1)]
+    assert groups[0].stats["mse"][0] == pytest.approx(0.45) and groups[1].stats["mse"][1] is None
+
+
+@pytest.mark.parametrize("ours, seq_len, reference, expected", [
+    ("pred_len=96", 96, "pred_len=96 (seq_len=96)", True),
+    ("pred_len=96", 336, "pred_len=96 (seq_len=96)", False),
+    ("pred_len=192", 96, "pred_len=96 (seq_len=96)", False),
+    ("mask_ratio=0.5", 96, "mask_ratio=0.50", True),
+    ("Yearly", 12, "yearly", True),
+    ("Hourly", 96, "Others", False),
+])
+def test_setting_matching(ours, seq_len, reference, expected):
+    assert report.setting_matches(ours, seq_len, reference) is expected
+
+
+def test_failure_reason_takes_the_last_error_line():
+    traceback = "Traceback (most recent call last):\n  File \"x.py\", line 1\nRuntimeError: CUDA out of memory\n"
+    assert report.failure_reason(traceback) == "RuntimeError: CUDA out of memory"
+    assert report.failure_reason(FAILED_LOG).startswith("error: dataset ECL: file not found")
+    assert report.failure_reason("[t][x][INFO] epoch 1: train loss 0.5\n") is None
+
+
+def _one_error_line(capsys, argv) -> str:
+    assert report.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in captured.err
+    return lines[0]
+
+
+def test_bad_input_is_one_error_line(tmp_path, capsys):
+    assert "no such folder" in _one_error_line(capsys, [str(tmp_path / "nope")])
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    assert "no run dirs under" in _one_error_line(capsys, [str(tmp_path / "empty")])
+    broken = tmp_path / "broken" / "run"
+    broken.mkdir(parents=True)
+    (broken / "metrics.json").write_text('{"mse": 0.1, ')
+    assert f"cannot read {broken / 'metrics.json'}" in _one_error_line(capsys, [str(tmp_path / "broken")])
+    assert "no such folder" in _one_error_line(capsys, [str(broken.parent), "--reference", str(tmp_path / "x")])
+
+
+def test_a_real_tiny_run_reported_through_the_command_line(tmp_path):
+    run_dir = tmp_path / "sweep" / "run"
+    result = run_cli([*TINY, "trainer.epochs=1", "trainer.limit_train_batches=2", "trainer.limit_eval_batches=2"],
+                     run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = read_metrics(run_dir)
+
+    done = subprocess.run([sys.executable, "-m", "symtime_repro.report", str(tmp_path / "sweep")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| ETTh1 | pred_len=24 | 96 | 1 |" in done.stdout and "report.md" in done.stdout
+    row = read_results(tmp_path / "sweep" / "results.csv")["run"]
+    assert row["status"] == "completed" and math.isclose(float(row["mse"]), metrics["mse"])
+    assert row["device_name"] == metrics["device_name"]
+
+    missing = subprocess.run([sys.executable, "-m", "symtime_repro.report", str(tmp_path / "nope")], cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no such folder")
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_a_task_the_report_does_not_know_is_reported_with_its_recorded_metrics(tmp_path):
+    """A sixth task needs no change here: its runs say which metrics.json keys are its test metrics."""
+    write_run(tmp_path / "a", "forecast_v2", "ETTh1", 1, crps=0.30, test_metrics=["crps"])
+    write_run(tmp_path / "b", "forecast_v2", "ETTh1", 2, crps=0.34, test_metrics=["crps"])
+    result = report.write_report(tmp_path)
+    text = result.markdown_path.read_text()
+    assert "## forecast_v2" in text and "| ETTh1 |" in text and "0.3200 ± 0.0283" in text
+    with open(result.csv_path) as handle:
+        assert sorted(float(r["crps"]) for r in csv.DictReader(handle)) == [0.30, 0.34]
