@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# Long-term forecasting over the four official horizons, one Hydra multirun.
+# Long-term forecasting (ETT, ECL, Traffic, Weather, Exchange; horizons 96-720): every official preset (conf/experiment/long_term/) as one Hydra multirun, then the sweep's report.
 #
-#   scripts/long_term_forecast.sh [dataset=ETTh1] [device=cuda] [model.pretrained=…/finetuning.pth] [overrides…]
+#   scripts/long_term_forecast.sh [--quick] [--datasets A,B] [device=cuda] [model.pretrained=…/finetuning.pth] [overrides…]
 #
-# Defaults follow the official scripts' input length (336); per-dataset learning rates and batch
-# sizes become `experiment=` presets (conf/experiment/long_term/). Results: one run dir per horizon
-# under outputs/multirun/<time>/, each with metrics.json.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
-[[ -x $PY ]] || PY=python3
-exec "$PY" -m symtime_repro -m task=long_term task.seq_len=336 task.pred_len=96,192,336,720 "$@"
+# --quick     smoke test: tiny model, 1 epoch, 2 batches, only presets whose data is in data.root
+# --datasets  only these datasets' presets (see python -m symtime_repro.sweep presets --task long_term)
+# SWEEP_DIR=… where the sweep goes; running again with the same SWEEP_DIR skips finished jobs.
+# Results: one run dir per preset under the sweep folder, then report.md, results.csv and plots/.
+source "$(dirname "$0")/_sweep.sh"
+run_sweep long_term "$@"
+report
