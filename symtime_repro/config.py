@@ -105,6 +105,16 @@ class TrainerConfig:
     limit_eval_batches: Optional[int] = None
     grad_clip: Optional[float] = None  # max gradient norm (classification: 4.0 officially)
     progress: bool = True  # progress bar on a terminal
+    compile: bool = False  # torch.compile the model (needs a C++ compiler on CPU, Triton on CUDA)
+
+
+@dataclass
+class BenchConfig:
+    """``python -m symtime_repro.bench``: how many steps to time (medians are reported)."""
+
+    warmup: int = 2  # untimed steps first (allocator, caches, compilation)
+    steps: int = 5  # timed training steps; as many evaluation steps
+    matmul_size: int = 2048  # n of the n x n matmul that measures the device's peak FLOP/s
 
 
 @dataclass
@@ -120,6 +130,7 @@ class RunConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
     mode: str = "train"  # train: fine-tune then test the best weights; test: evaluate ckpt
     ckpt: Optional[str] = None
     seed: int = 2025
@@ -222,6 +233,11 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     for key in ("limit_train_batches", "limit_eval_batches"):
         value = getattr(tr, key)
         _require(value is None or value >= 1, f"trainer.{key} must be null (all) or >= 1, got {value}")
+
+    b = run.bench
+    _require(b.warmup >= 0 and b.steps >= 1 and b.matmul_size >= 64,
+             f"bench.warmup must be >= 0, bench.steps >= 1 and bench.matmul_size >= 64 "
+             f"(got {b.warmup}, {b.steps}, {b.matmul_size})")
 
     _require(run.mode in ("train", "test"), f"mode must be train or test, got {run.mode!r}")
     _require(run.mode != "test" or run.ckpt,

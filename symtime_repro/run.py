@@ -16,13 +16,14 @@ import torch
 from omegaconf import DictConfig
 
 from . import device as devices
+from .allocator import current as current_allocator
 from .config import RunConfig, validate
 from .data import check_files
 from .errors import UserError
 from .files import write_json
 from .models import load_model_weights, load_pretrained_encoder, read_checkpoint
-from .tasks import make_task
-from .trainer import RESUME_FILE, FitResult, Trainer, load_resume_state
+from .tasks import Splits, Task, make_task
+from .trainer import RESUME_FILE, FitResult, Trainer, compile_model, load_resume_state
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +61,9 @@ def finished_metrics(run_dir: Path) -> Optional[dict[str, Any]]:
     return metrics if isinstance(metrics, dict) and metrics.get("status") == "completed" else None
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Execute one run and return the metrics written to ``metrics.json``."""
-    wall_started = time.perf_counter()
-    if cfg.get("resume") and cfg.mode == "train":
-        done = finished_metrics(run_dir)
-        if done is not None:  # a re-run sweep skips the jobs that already finished
-            log.info("resume=true: %s already finished (metrics.json); nothing to do", run_dir)
-            return done
+def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, torch.nn.Module]:
+    """Everything a run needs before training: checked config and files, device, data, model with
+    its weights (our checkpoint, an official one, the pre-trained encoder, or random), on the device."""
     ckpt_state = None
     if cfg.mode == "test" and cfg.get("ckpt"):
         ckpt_state, saved_cfg = read_checkpoint(cfg.ckpt)
@@ -99,6 +95,19 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         log.warning("model.pretrained is null: fine-tuning from a randomly initialised encoder; results will "
                     "not match the paper's. Pass model.pretrained=<finetuning.pth> (see README) to reproduce them.")
     model.to(device.torch_device)
+    return rc, device, task, splits, model
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Execute one run and return the metrics written to ``metrics.json``."""
+    wall_started = time.perf_counter()
+    if cfg.get("resume") and cfg.mode == "train":
+        done = finished_metrics(run_dir)
+        if done is not None:  # a re-run sweep skips the jobs that already finished
+            log.info("resume=true: %s already finished (metrics.json); nothing to do", run_dir)
+            return done
+    rc, device, task, splits, model = prepare(cfg)
+    compiled = compile_model(model, device) if rc.trainer.compile else False
     device.reset_peak_memory()
 
     record = dataclasses.asdict(rc)  # after the task filled in derived values (e.g. M4 horizons)
@@ -138,6 +147,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "peak_memory_mb": round(device.peak_memory_mb(), 1),
         "wall_seconds": round(time.perf_counter() - wall_started, 3),  # this process, set-up included
         "resumed_from_epoch": resumed_from,
+        "compiled": compiled,
+        "allocator": current_allocator(),
+        "amp": device.amp,
         "seq_len": rc.task.seq_len,
         "pred_len": rc.task.pred_len,
         "model": rc.model.name,

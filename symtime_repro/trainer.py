@@ -10,10 +10,13 @@ evaluates the test set every epoch, only to print it; we don't).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
 import logging
 import math
+import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -72,6 +75,30 @@ class FitResult:
     @property
     def samples_per_second(self) -> Optional[float]:
         return self.train_samples / self.train_seconds if self.train_seconds > 0 else None
+
+
+def compile_unavailable(device: Device) -> Optional[str]:
+    """Why torch.compile can't run on this platform, or None if it can."""
+    if device.kind == "cpu":
+        if not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+            return "no C++ compiler (g++, c++ or clang++) is on PATH; inductor's CPU backend needs one"
+    elif device.kind == "cuda":
+        if importlib.util.find_spec("triton") is None:
+            return "Triton is not installed (it comes with the CUDA builds of torch)"
+    else:
+        return f"torch.compile is not wired for device={device.kind}"
+    return None
+
+
+def compile_model(model: nn.Module, device: Device) -> bool:
+    """torch.compile ``model`` in place (its state_dict keys stay as they are); False if skipped."""
+    reason = compile_unavailable(device)
+    if reason:
+        log.warning("trainer.compile=true skipped: %s", reason)
+        return False
+    model.compile()
+    log.info("trainer.compile=true: the model is compiled on its first steps (this takes a while)")
+    return True
 
 
 # Keys whose change does not alter what a resumed run computes (how it is shown, loaded or evaluated).
@@ -201,11 +228,35 @@ class Trainer:
         return result, state["bad_epochs"], best_state
 
     # -- training -------------------------------------------------------------------------------
+    def make_optimizer(self, model: nn.Module) -> tuple[torch.optim.Optimizer, list[nn.Parameter]]:
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer_cls = torch.optim.RAdam if self.cfg.optimizer == "radam" else torch.optim.Adam
+        return optimizer_cls(params, lr=self.cfg.lr), params
+
+    def train_step(self, task: Task, model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer,
+                   scaler, params: list[nn.Parameter]) -> torch.Tensor:
+        """One optimiser step on one batch (already on the device); returns the loss tensor."""
+        grad_clip = self.cfg.grad_clip
+        optimizer.zero_grad(set_to_none=True)
+        with self.device.autocast():
+            loss = task.training_loss(model, batch)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(params, grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(params, grad_clip)
+            optimizer.step()
+        return loss
+
     def fit(self, task: Task, model: nn.Module, splits: Splits, resume_state: Optional[dict] = None) -> FitResult:
         cfg = self.cfg
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer_cls = torch.optim.RAdam if cfg.optimizer == "radam" else torch.optim.Adam
-        optimizer = optimizer_cls(params, lr=cfg.lr)
+        optimizer, params = self.make_optimizer(model)
         scaler = self.device.grad_scaler()
         train_loader = self.loader(splits.train, train=True)
         monitor, mode = task.monitor
@@ -227,28 +278,15 @@ class Trainer:
             model.train()
             n_batches, batches = self._limit(train_loader, cfg.limit_train_batches, "train")
             progress = _Progress(n_batches, f"epoch {epoch}/{cfg.epochs}", enabled=cfg.progress)
-            loss_sum, seen = 0.0, 0
+            # The loss stays on the device: reading it (.item()) waits for the accelerator, so it is
+            # read only when the progress display needs it and once at the end of the epoch.
+            loss_sum, seen = torch.zeros((), dtype=torch.float64, device=self.device.torch_device), 0
             for batch in self._to_device(batches):
-                optimizer.zero_grad(set_to_none=True)
-                with self.device.autocast():
-                    loss = task.training_loss(model, batch)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    if cfg.grad_clip is not None:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    if cfg.grad_clip is not None:
-                        nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                    optimizer.step()
+                loss = self.train_step(task, model, batch, optimizer, scaler, params)
                 size = next(iter(batch.values())).shape[0]
-                loss_value = loss.item()
-                loss_sum += loss_value * size
+                loss_sum += loss.detach().double() * size
                 seen += size
-                progress.update(loss_value)
+                progress.update(loss)
             progress.close()
             train_seconds = time.perf_counter() - started
             result.train_seconds += train_seconds
@@ -257,7 +295,7 @@ class Trainer:
             val = self.evaluate(task, model, splits.val)
             value = val[monitor]
             lr_now = optimizer.param_groups[0]["lr"]
-            row = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "val_loss": val["loss"], "lr": lr_now,
+            row = {"epoch": epoch, "train_loss": loss_sum.item() / max(seen, 1), "val_loss": val["loss"], "lr": lr_now,
                    "seconds": round(time.perf_counter() - started, 3)}
             if monitor != "loss":
                 row[f"val_{monitor}"] = value
@@ -312,16 +350,18 @@ class _Progress:
             self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
         self.every = max(1, total // 5)
 
-    def update(self, loss: float) -> None:
+    def update(self, loss: torch.Tensor) -> None:
+        """Count a step; read the loss (a device sync) only when it is shown."""
         self.count += 1
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            if self.count % max(1, self.total // 50) == 0:
+                self.bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         elif self.count % self.every == 0 and self.count < self.total:
             elapsed = time.perf_counter() - self.started
             eta = elapsed / self.count * (self.total - self.count)
             log.info("%s: step %d/%d, loss %.6f, %.2f s/step, ETA %.0fs", self.desc, self.count, self.total,
-                     loss, elapsed / self.count, eta)
+                     loss.item(), elapsed / self.count, eta)
 
     def close(self) -> None:
         if self.bar is not None:
