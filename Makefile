@@ -19,6 +19,8 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@$(BIN)/python -m pip install --quiet -e ".[fast]" 2>/dev/null || \
+		echo "note: no mimalloc wheel for this platform; CPU runs use the system allocator (slower, same results)"
 	@touch $@
 
 install: $(VENV)/.installed

@@ -19,6 +19,7 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from .allocator import restart_with_mimalloc
 from .config import register_configs
 from .errors import UserError
 
@@ -98,6 +99,7 @@ def main() -> None:
     # We report configuration errors ourselves, as one line; Hydra's own report spans a screen.
     # HYDRA_FULL_ERROR=1 makes Hydra raise them to us instead of printing (a user's own setting wins).
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    restart_with_mimalloc()  # returns unless mimalloc is installed and not yet preloaded
     refusal = mixed_npu_sweep(sys.argv[1:])
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)

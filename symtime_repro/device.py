@@ -93,8 +93,11 @@ def setup(cfg) -> Device:
         device = builders[cfg.name](cfg)
     else:
         raise UserError(f"device={cfg.name} is not known: use cpu, cuda, npu or auto")
-    log.info("device: %s (%s)%s", device.name, device.torch_device,
-             f", mixed precision {str(device.amp_dtype).replace('torch.', '')}" if device.amp else "")
+    from .allocator import current as current_allocator
+
+    log.info("device: %s (%s)%s, %s memory allocator", device.name, device.torch_device,
+             f", mixed precision {str(device.amp_dtype).replace('torch.', '')}" if device.amp else "",
+             current_allocator())
     return device
 
 
