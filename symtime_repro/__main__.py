@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -95,20 +95,25 @@ def mixed_npu_sweep(argv: list[str]) -> Optional[str]:
     return None
 
 
-def main() -> None:
-    # We report configuration errors ourselves, as one line; Hydra's own report spans a screen.
+def launch(hydra_app: Callable[[], None]) -> None:
+    """Start a Hydra app the way every command of ours starts: with the fast allocator when it is
+    installed, and configuration errors as one line (exit 2) instead of Hydra's screen of text."""
     # HYDRA_FULL_ERROR=1 makes Hydra raise them to us instead of printing (a user's own setting wins).
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     restart_with_mimalloc()  # returns unless mimalloc is installed and not yet preloaded
+    try:
+        hydra_app()
+    except (HydraException, OmegaConfBaseException) as exc:
+        print(f"error: {describe_config_error(exc)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def main() -> None:
     refusal = mixed_npu_sweep(sys.argv[1:])
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    try:
-        hydra_main()
-    except (HydraException, OmegaConfBaseException) as exc:
-        print(f"error: {describe_config_error(exc)}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+    launch(hydra_main)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from .allocator import current as current_allocator
-from .allocator import restart_with_mimalloc
 from .config import register_configs
 from .errors import UserError
 from .files import write_json
@@ -220,19 +219,11 @@ def hydra_bench(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    from .__main__ import EXIT_USER_ERROR, describe_config_error
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    from .__main__ import launch
 
-    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    restart_with_mimalloc()
     if not any(a.startswith("hydra.run.dir=") for a in sys.argv[1:]):
         sys.argv.append("hydra.run.dir=outputs/bench/${task.name}/${dataset.name}/${now:%Y-%m-%d_%H-%M-%S}")
-    try:
-        hydra_bench()
-    except (HydraException, OmegaConfBaseException) as exc:
-        print(f"error: {describe_config_error(exc)}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+    launch(hydra_bench)
 
 
 if __name__ == "__main__":
