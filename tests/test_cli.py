@@ -135,3 +135,23 @@ def test_make_run_preset_is_registered():
     result = run_cli(["experiment=long_term/quickstart", "--cfg", "job"])
     assert result.returncode == 0, result.stderr
     assert "name: symtime_tiny" in result.stdout and "experiment: long_term/quickstart" in result.stdout
+
+
+def test_test_samples_are_spread_over_the_test_split(trained_run):
+    """test_samples.npz holds 4 real test windows, at 0, n/4, n/2, 3n/4: not 4 overlapping neighbours."""
+    import numpy as np
+
+    from symtime_repro.data import csv_series
+    from symtime_repro.data.windows import SlidingWindows
+    from types import SimpleNamespace
+
+    samples = np.load(trained_run / "test_samples.npz")
+    dataset = SimpleNamespace(name="ETTh1", path="ETT-small/ETTh1.csv", split="ett_hour", features="M", target="OT",
+                              source="")
+    test = SlidingWindows(csv_series.load_splits(dataset, 96, DATA_ROOT).test, 96, 24)
+    n = len(test)
+    assert samples["x"].shape == (4, 96, 7) and samples["pred"].shape == samples["y"].shape == (4, 24, 7)
+    assert list(samples["columns"]) == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    for row, index in enumerate(i * n // 4 for i in range(4)):
+        np.testing.assert_array_equal(samples["x"][row], test[index]["x"].numpy())
+        np.testing.assert_array_equal(samples["y"][row], test[index]["y"].numpy())

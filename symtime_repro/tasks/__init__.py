@@ -75,23 +75,35 @@ class BaseTask:
 
 
 class TestSamples:
-    """The first few test windows (inputs, truth, prediction) for plots; written as test_samples.npz.
+    """A few test windows (inputs, truth, prediction) for plots; written as test_samples.npz.
 
-    Kept small on purpose (``limit`` windows): enough to look at, never a copy of the test set.
+    Consecutive windows overlap almost entirely (stride 1), so the kept ones are spread over the
+    test split: windows 0, n/limit, 2n/limit, … of the ``total`` the split holds, taken as the
+    batches go by (in order). Kept small on purpose: enough to look at, never a copy of the test set.
     """
 
-    def __init__(self, limit: int = 4) -> None:
-        self.limit = limit
-        self.arrays: dict[str, np.ndarray] = {}
+    def __init__(self, total: int, limit: int = 4) -> None:
+        self.wanted = sorted({i * total // limit for i in range(limit)}) if total > 0 else []
+        self.seen = 0  # windows passed so far
+        self.parts: dict[str, list[np.ndarray]] = {}
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.concatenate(v) for k, v in self.parts.items()}
 
     def keep(self, **tensors: torch.Tensor) -> None:
-        if self.arrays:
+        size = next(iter(tensors.values())).shape[0]
+        rows = [i - self.seen for i in self.wanted if self.seen <= i < self.seen + size]
+        self.seen += size
+        if not rows:
             return
-        self.arrays = {k: v[: self.limit].detach().float().cpu().numpy() if v.dtype != torch.bool
-                       else v[: self.limit].cpu().numpy() for k, v in tensors.items()}
+        for key, value in tensors.items():
+            picked = value[rows].detach().cpu()
+            self.parts.setdefault(key, []).append(picked.numpy() if picked.dtype == torch.bool
+                                                  else picked.float().numpy())
 
     def save(self, run_dir, columns: Iterable[str]) -> None:
-        if not self.arrays:
+        if not self.parts:
             return
         import io
 

@@ -84,7 +84,7 @@ class Imputation(BaseTask):
         return {"loss": result["mse"], **result}
 
     def test(self, model: nn.Module, splits: Splits, batches_for) -> dict:
-        self.samples = TestSamples()
+        self.samples = TestSamples(len(splits.test))
         return {**self.evaluate(model, batches_for(splits.test)), "mask_ratio": self.ratio}
 
     def save_test_outputs(self, run_dir) -> None:

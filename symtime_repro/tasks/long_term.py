@@ -58,7 +58,7 @@ class LongTermForecasting(BaseTask):
         return {"loss": result["mse"], **result}
 
     def test(self, model: nn.Module, splits: Splits, batches_for) -> dict:
-        self.samples = TestSamples()
+        self.samples = TestSamples(len(splits.test))
         return self.evaluate(model, batches_for(splits.test))
 
     def save_test_outputs(self, run_dir) -> None:
