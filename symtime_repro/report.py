@@ -583,6 +583,41 @@ def _run_sort_key(run: Run) -> tuple:
     return (rank, run.dataset.lower(), _setting_sort_key(run.setting), run.seed or 0, run.name)
 
 
+M4_SCORES = "scores.json"  # written by scripts/short_term_forecast.sh: all patterns scored together
+M4_SUMMARY_TO_REFERENCE = {"Others": ("M4", "Others"), "Average": ("M4 (average)", "avg")}
+
+
+def m4_summary_section(root: Path, references: Sequence[Reference]) -> str:
+    """The M4 scorer's summary of a short-term sweep (per pattern, "Others", "Average"), beside the
+    references that are the same aggregate (the repo's logged "Others", the paper's M4 average)."""
+    path = Path(root) / M4_SCORES
+    try:
+        scores = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(scores, dict) or not scores:
+        return ""
+    header = ["group", "series", "smape", "mase", "owa", "reference", "Δ"]
+    rows = []
+    for group, values in scores.items():
+        if not isinstance(values, dict):
+            continue
+        dataset, setting = M4_SUMMARY_TO_REFERENCE.get(group, ("M4", group))
+        found = [f"{r.metric} {r.value:g}" for r in references if r.task == "short_term"
+                 and r.dataset.lower() == dataset.lower() and r.setting.lower() == setting.lower()]
+        deltas = [f"{r.metric} {values[r.metric] - r.value:+.3f}" for r in references if r.task == "short_term"
+                  and r.dataset.lower() == dataset.lower() and r.setting.lower() == setting.lower()
+                  and isinstance(values.get(r.metric), (int, float))]
+        rows.append([group, values.get("series", ""), *(fmt(values.get(m), 3) for m in ("smape", "mase", "owa")),
+                     ", ".join(found), ", ".join(deltas)])
+    if not rows:
+        return ""
+    note = ("Scored together by `python -m symtime_repro.m4 score` (the official M4 summary: \"Others\" = "
+            "Weekly + Daily + Hourly and \"Average\" = all six patterns, weighted by series count), so "
+            "these compare like for like with the references beside them.")
+    return "\n".join([f"### M4 summary ({path.name})", "", note, "", markdown_table(header, rows), ""])
+
+
 def render_tables(root: Path, runs: Sequence[Run], groups: Sequence[Group], references: Sequence[Reference]) -> str:
     """Everything but the plots: the part also printed to stdout."""
     counts = {status: sum(r.status == status for r in runs) for status in dict.fromkeys(r.status for r in runs)}
@@ -593,6 +628,8 @@ def render_tables(root: Path, runs: Sequence[Run], groups: Sequence[Group], refe
     tasks += sorted({g.task for g in groups} - set(tasks))
     for task in tasks:
         parts.append(task_section(task, [g for g in groups if g.task == task], references))
+        if task == "short_term":
+            parts.append(m4_summary_section(root, references))
     if not groups:
         parts += ["No completed run: no result table.", ""]
     parts.append(device_section(runs))

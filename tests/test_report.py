@@ -226,3 +226,19 @@ def test_a_task_the_report_does_not_know_is_reported_with_its_recorded_metrics(t
     assert "## forecast_v2" in text and "| ETTh1 |" in text and "0.3200 ± 0.0283" in text
     with open(result.csv_path) as handle:
         assert sorted(float(r["crps"]) for r in csv.DictReader(handle)) == [0.30, 0.34]
+
+
+def test_a_short_term_sweep_summary_is_compared_like_for_like(tmp_path):
+    """scores.json (the M4 scorer's summary of a sweep) sits beside the logged "Others" and the paper's
+    M4 average, which are the same aggregates."""
+    write_run(tmp_path / "0_short_term_M4", "short_term", "M4", 2025, smape=12.0, mase=1.0, owa=0.9,
+              seasonal_pattern="Hourly")
+    summary = {"Hourly": {"smape": 12.0, "mase": 1.0, "owa": 0.9, "series": 414},
+               "Others": {"smape": 5.0, "mase": 3.5, "owa": 1.1, "series": 4773},
+               "Average": {"smape": 12.5, "mase": 1.7, "owa": 0.9, "series": 100000}}
+    (tmp_path / "scores.json").write_text(json.dumps(summary))
+    text = report.write_report(tmp_path).markdown_path.read_text()
+    assert "### M4 summary (scores.json)" in text
+    assert "| Others | 4773 | 5.000 | 3.500 | 1.100 | smape 4.941, mase 3.327, owa 1.045 | " \
+           "smape +0.059, mase +0.173, owa +0.055 |" in text
+    assert "| Average | 100000 | 12.500 | 1.700 | 0.900 | owa 0.849 | owa +0.051 |" in text
