@@ -488,3 +488,26 @@ def test_the_reference_data_in_symtime_layout_imports_and_verifies(tmp_path, cap
     assert {"ETT-small/ETTm2.csv", "MSL/MSL_test.npy", "SMAP/SMAP_test_label.npy", "m4/submission-Naive2.csv",
             "Handwriting/Handwriting_TEST.ts", "illness/national_illness.csv"} <= set(states)
     assert len(states) == 24  # 18 files + the 6 arrays inside MSL.zip and SMAP.zip
+
+
+def test_a_drive_listing_is_cached_per_root_and_refreshed_on_request(tmp_path, capsys, monkeypatch):
+    import gdown
+
+    listed = []
+
+    def listing(**kwargs):
+        listed.append(kwargs["id"])
+        return [DriveFile(id="f1", path=f"JapaneseVowels/{JV_FILES[0]}", local_path="")]
+
+    def serve(url, output, **kwargs):
+        Path(output).write_bytes((JV / JV_FILES[0]).read_bytes())
+        return output
+
+    monkeypatch.setattr(gdown, "download_folder", listing)
+    monkeypatch.setattr(gdown, "download", serve)
+    args = ("download", "JapaneseVowels", "--root", tmp_path, "--source", "tslib-drive", "--force")
+    data_cli(capsys, *args)
+    data_cli(capsys, *args)
+    assert len(listed) == 1  # the second command used <root>/.downloads/drive-<id>.json
+    data_cli(capsys, *args, "--refresh")
+    assert len(listed) == 2

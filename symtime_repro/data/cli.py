@@ -173,7 +173,8 @@ def _import_zip(archive: Path, root: Path) -> list[str]:
 
 def cmd_download(args) -> int:
     root = Path(args.root)
-    transfer = fetch.Transfer(retries=args.retries, quiet=args.quiet, cookies=args.cookies)
+    transfer = fetch.Transfer(retries=args.retries, quiet=args.quiet, cookies=args.cookies,
+                              refresh_listings=args.refresh)
     datasets = _select(args.names, args.task, args.all, "download")
     incomplete = []
     given_up: dict[str, str] = {}  # sources that failed as a whole are not asked again in this command
@@ -254,6 +255,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=3, help="retries per file (a broken transfer resumes)")
     p.add_argument("--cookies", help="Netscape cookies.txt for Google Drive (helps against its download limit)")
     p.add_argument("--force", action="store_true", help="fetch again even if present")
+    p.add_argument("--refresh", action="store_true", help="list Google Drive folders again (they are cached in "
+                                                          "<root>/.downloads)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_download)
     p = sub.add_parser("import", parents=[common], help="place data from a folder or zip you already have")

@@ -130,6 +130,7 @@ class Transfer:
     quiet: bool = False
     cookies: Optional[str] = None
     backoff: float = 2.0  # seconds before the first retry of a server error, doubled each time
+    refresh_listings: bool = False  # list Drive folders again instead of using the cached listing
 
     def fetch(self, url: str, output: Path, drive: bool) -> Path:
         import gdown
@@ -171,8 +172,9 @@ def drive_listing(source: Source, root: Path, transfer: Transfer, refresh: bool 
         except ValueError:
             pass
     listing = transfer.list_drive_folder(source.location)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(listing))
+    if listing:  # an empty answer is not worth keeping: the next command asks again
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(listing))
     return listing
 
 
@@ -228,7 +230,7 @@ def fetch_file(entry: DataFile, root: Path, source: Source, transfer: Transfer,
             record = _check_and_place(staged, dest, entry, url)
             record_placed(root, {entry.path: record})
             return url
-        listing = drive_listing(source, root, transfer)
+        listing = drive_listing(source, root, transfer, refresh=transfer.refresh_listings)
         item = locate_in_drive(listing, entry)
         if item is None:
             raise SourceFailed(f"{source.name} holds no file named {' or '.join(entry.names)}")

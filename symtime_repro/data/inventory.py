@@ -101,7 +101,7 @@ def signature_problem(head: bytes, signature: Signature) -> Optional[str]:
         for line in text.splitlines():
             if line.lower().startswith("@problemname"):
                 name = line.split(None, 1)[1].strip() if len(line.split(None, 1)) > 1 else ""
-                if signature.first and name.lower() != signature.first.lower():
+                if signature.first and not _same_problem(name, signature.first):
                     return f"its @problemName is {name!r}, not {signature.first!r}"
                 return None
         return "no @problemName line: not a UEA .ts file"
@@ -120,6 +120,12 @@ def signature_problem(head: bytes, signature: Signature) -> Optional[str]:
     if signature.width and len(header) != signature.width:
         return f"its header has {len(header)} columns, expected {signature.width}"
     return None
+
+
+def _same_problem(found: str, expected: str) -> bool:
+    """Archive copies spell names a little differently (PEMS-SF / PEMSSF, case): compare loosely."""
+    a, b = ("".join(ch for ch in text.lower() if ch.isalnum()) for text in (found, expected))
+    return bool(a) and (a in b or b in a)
 
 
 def _npy_problem(head: bytes, signature: Signature) -> Optional[str]:
