@@ -131,6 +131,7 @@ class Transfer:
     cookies: Optional[str] = None
     backoff: float = 2.0  # seconds before the first retry of a server error, doubled each time
     refresh_listings: bool = False  # list Drive folders again instead of using the cached listing
+    listed: set = field(default_factory=set)  # Drive folders listed by this command
 
     def fetch(self, url: str, output: Path, drive: bool) -> Path:
         import gdown
@@ -166,12 +167,14 @@ def drive_listing(source: Source, root: Path, transfer: Transfer, refresh: bool 
     data root serves every later download (``--refresh`` lists again).
     """
     cache = root / STAGING / f"drive-{source.location}.json"
+    refresh = refresh and source.location not in transfer.listed  # once per command
     if cache.is_file() and not refresh:
         try:
             return json.loads(cache.read_text())
         except ValueError:
             pass
     listing = transfer.list_drive_folder(source.location)
+    transfer.listed.add(source.location)
     if listing:  # an empty answer is not worth keeping: the next command asks again
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(listing))
