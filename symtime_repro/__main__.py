@@ -108,11 +108,33 @@ def launch(hydra_app: Callable[[], None]) -> None:
         sys.exit(EXIT_USER_ERROR)
 
 
+def torchrun_overrides(argv: list[str]) -> list[str]:
+    """Extra overrides for a process that torchrun started: processes other than 0 write nothing
+    (their Hydra dir is a throw-away temp folder, their log goes to the console at WARNING)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return []
+    if any(a in ("-m", "--multirun") or a == "hydra.mode=MULTIRUN" for a in argv):
+        print("error: under torchrun a command trains one run; sweep by starting one torchrun per job (or use "
+              "hydra/launcher=slurm, one job per run)", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    if int(os.environ.get("RANK", "0")) == 0:
+        return []
+    import atexit
+    import shutil
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="symtime-rank")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return [f"hydra.run.dir={scratch}", "hydra.output_subdir=null",
+            "hydra.job_logging.root.handlers=[console]", "hydra.job_logging.root.level=WARNING"]
+
+
 def main() -> None:
     refusal = mixed_npu_sweep(sys.argv[1:])
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    sys.argv += torchrun_overrides(sys.argv[1:])
     launch(hydra_main)
 
 

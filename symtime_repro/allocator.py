@@ -56,6 +56,10 @@ def restart_with_mimalloc() -> None:
         sys.exit(2)
     if choice == "system" or current() == "mimalloc" or not sys.platform.startswith("linux"):
         return
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and choice == "auto":
+        # Under torchrun, a process with mimalloc preloaded aborted at exit in the Gloo teardown
+        # ("terminate called without an active exception"); distributed runs keep the system allocator.
+        return
     library = mimalloc_library()
     if library is None:
         if choice == "mimalloc":

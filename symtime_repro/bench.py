@@ -144,7 +144,9 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from .run import prepare
     from .trainer import Trainer, compile_model
 
-    rc, device, task, splits, model = prepare(cfg)
+    rc, device, task, splits, model, dist = prepare(cfg)
+    if dist.enabled:
+        raise UserError("the bench times one process; run it without torchrun (once per device type)")
     compiled = compile_model(model, device) if rc.trainer.compile else False
     dtype = device.amp_dtype if device.amp else torch.float32
     peak = matmul_peak_flops(device, dtype, rc.bench.matmul_size)

@@ -89,6 +89,7 @@ class DeviceConfig:
     name: str = "cpu"  # cpu | cuda | npu | auto (npu -> cuda -> cpu)
     amp: bool = False
     index: int = 0
+    npu_jit_compile: bool = False  # Ascend: torch.npu.set_compile_mode(jit_compile=...); off is Huawei's advice
 
 
 @dataclass

@@ -16,9 +16,12 @@ import os
 import platform
 import resource
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
+
+if TYPE_CHECKING:
+    from .distributed import Dist
 
 from .errors import UserError
 
@@ -80,8 +83,14 @@ class Device:
         return self.kind in ("cuda", "npu")
 
 
-def setup(cfg) -> Device:
-    """The device ``cfg.name`` asks for (``auto``: npu, then cuda, then cpu), ready to use."""
+def setup(cfg, dist: Optional["Dist"] = None) -> Device:
+    """The device ``cfg.name`` asks for (``auto``: npu, then cuda, then cpu), ready to use.
+
+    Under torchrun each process takes the accelerator of its ``LOCAL_RANK`` (``device.index`` is
+    then not used), among those ``CUDA_VISIBLE_DEVICES`` / ``ASCEND_RT_VISIBLE_DEVICES`` leave visible.
+    """
+    if dist is not None and dist.enabled:
+        cfg = _with_index(cfg, dist.local_rank)
     builders = {"cpu": _cpu, "cuda": _cuda, "npu": _npu}
     if cfg.name == "auto":
         device = _auto(cfg)
@@ -101,6 +110,24 @@ def setup(cfg) -> Device:
     return device
 
 
+def _with_index(cfg, index: int):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name=cfg.name, amp=cfg.amp, index=index, distributed=True,
+                           npu_jit_compile=getattr(cfg, "npu_jit_compile", False))
+
+
+def _check_index(cfg, kind: str, count: int, visible_env: str) -> None:
+    if cfg.index < count:
+        return
+    if getattr(cfg, "distributed", False):  # the index is LOCAL_RANK
+        raise UserError(f"LOCAL_RANK={cfg.index} but only {count} {kind} device(s) are visible on this node "
+                        f"({visible_env}={os.environ.get(visible_env, 'unset')}): start at most {count} process(es) "
+                        f"per node (torchrun --nproc_per_node={count})")
+    raise UserError(f"device.index={cfg.index} but only {count} {kind} device(s) are visible "
+                    f"({visible_env}={os.environ.get(visible_env, 'unset')})")
+
+
 def _cpu(cfg) -> Device:
     name = f"CPU {platform.machine()} ({torch.get_num_threads()} threads)"
     return Device("cpu", torch.device("cpu"), name, amp=cfg.amp)
@@ -109,10 +136,7 @@ def _cpu(cfg) -> Device:
 def _cuda(cfg) -> Device:
     if not torch.cuda.is_available():
         raise UserError("device=cuda: " + CUDA_INSTALL_HINT.format(torch=torch.__version__))
-    count = torch.cuda.device_count()
-    if cfg.index >= count:
-        raise UserError(f"device.index={cfg.index} but only {count} CUDA device(s) are visible "
-                        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+    _check_index(cfg, "CUDA", torch.cuda.device_count(), "CUDA_VISIBLE_DEVICES")
     torch.cuda.set_device(cfg.index)
     return Device("cuda", torch.device("cuda", cfg.index), torch.cuda.get_device_name(cfg.index), amp=cfg.amp)
 
@@ -140,11 +164,12 @@ def _npu(cfg) -> Device:
     if npu is None or not npu.is_available():
         raise UserError("device=npu: torch_npu imported but no NPU is visible; check `npu-smi info` and "
                         f"ASCEND_RT_VISIBLE_DEVICES={os.environ.get('ASCEND_RT_VISIBLE_DEVICES', 'unset')}")
-    count = npu.device_count()
-    if cfg.index >= count:
-        raise UserError(f"device.index={cfg.index} but only {count} NPU(s) are visible "
-                        f"(ASCEND_RT_VISIBLE_DEVICES={os.environ.get('ASCEND_RT_VISIBLE_DEVICES', 'unset')})")
+    _check_index(cfg, "NPU", npu.device_count(), "ASCEND_RT_VISIBLE_DEVICES")
     npu.set_device(cfg.index)
+    # Online operator compilation stalls the first steps of a model whose shapes vary (the last,
+    # smaller batch; evaluation batches); Huawei advises it off for training.
+    if hasattr(npu, "set_compile_mode"):
+        npu.set_compile_mode(jit_compile=bool(getattr(cfg, "npu_jit_compile", False)))
     return Device("npu", torch.device("npu", cfg.index), npu.get_device_name(cfg.index), amp=cfg.amp)
 
 

@@ -16,6 +16,8 @@ import torch
 from omegaconf import DictConfig
 
 from . import device as devices
+from . import distributed
+from .distributed import Dist
 from .allocator import current as current_allocator
 from .config import RunConfig, validate
 from .data import check_files
@@ -61,9 +63,10 @@ def finished_metrics(run_dir: Path) -> Optional[dict[str, Any]]:
     return metrics if isinstance(metrics, dict) and metrics.get("status") == "completed" else None
 
 
-def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, torch.nn.Module]:
-    """Everything a run needs before training: checked config and files, device, data, model with
-    its weights (our checkpoint, an official one, the pre-trained encoder, or random), on the device."""
+def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, torch.nn.Module, Dist]:
+    """Everything a run needs before training: checked config and files, device (and, under
+    torchrun, the process group), data, model with its weights (our checkpoint, an official one,
+    the pre-trained encoder, or random), on the device."""
     ckpt_state = None
     if cfg.mode == "test" and cfg.get("ckpt"):
         ckpt_state, saved_cfg = read_checkpoint(cfg.ckpt)
@@ -72,7 +75,9 @@ def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, t
     rc: RunConfig = validate(cfg)
     check_files(rc.dataset, rc.data.root)  # a missing file stops the run here, before any work
     seed_everything(rc.seed)
-    device = devices.setup(rc.device)
+    dist = distributed.from_env()
+    device = devices.setup(rc.device, dist)
+    distributed.init(dist, device.kind)
 
     task = make_task(rc)
     splits = task.datasets()
@@ -95,23 +100,33 @@ def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, t
         log.warning("model.pretrained is null: fine-tuning from a randomly initialised encoder; results will "
                     "not match the paper's. Pass model.pretrained=<finetuning.pth> (see README) to reproduce them.")
     model.to(device.torch_device)
-    return rc, device, task, splits, model
+    return rc, device, task, splits, model, dist
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Execute one run and return the metrics written to ``metrics.json``."""
     wall_started = time.perf_counter()
-    if cfg.get("resume") and cfg.mode == "train":
+    if cfg.get("resume") and cfg.mode == "train" and not distributed.from_env().enabled:
         done = finished_metrics(run_dir)
         if done is not None:  # a re-run sweep skips the jobs that already finished
             log.info("resume=true: %s already finished (metrics.json); nothing to do", run_dir)
             return done
-    rc, device, task, splits, model = prepare(cfg)
+    rc, device, task, splits, model, dist = prepare(cfg)
+    try:
+        return _train_and_test(rc, device, task, splits, model, dist, run_dir, wall_started)
+    finally:
+        distributed.shutdown(dist)
+
+
+def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: torch.nn.Module, dist: Dist,
+                    run_dir: Path, wall_started: float) -> dict[str, Any]:
+    # Under torchrun only process 0's run dir is real; the others read what it writes (resume).
+    run_dir = Path(distributed.broadcast(str(run_dir), dist))
     compiled = compile_model(model, device) if rc.trainer.compile else False
     device.reset_peak_memory()
 
     record = dataclasses.asdict(rc)  # after the task filled in derived values (e.g. M4 horizons)
-    trainer = Trainer(rc.trainer, device, run_dir, rc.seed, record)
+    trainer = Trainer(rc.trainer, device, run_dir, rc.seed, record, dist)
     fit = FitResult()
     resumed_from = None
     if rc.mode == "train":
@@ -121,6 +136,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         resumed_from = resume_state["epoch"] if resume_state else None
         fit = trainer.fit(task, model, splits, resume_state)
 
+    if not dist.is_main:  # process 0 tests the best weights on the whole split and writes the results
+        return broadcast_metrics(None, dist)
     started = time.perf_counter()
     test = trainer.test(task, model, splits)
     test_seconds = time.perf_counter() - started
@@ -158,12 +175,18 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "pretrained": rc.model.pretrained,
         "ckpt": rc.ckpt,
         "seed": rc.seed,
+        "world_size": dist.world,
         "status": "completed",
     })
     write_json(run_dir / "metrics.json", metrics)
     (run_dir / RESUME_FILE).unlink(missing_ok=True)  # finished: checkpoint.pt keeps the best weights
     _log_table(metrics, task.test_metric_names(), run_dir)
-    return metrics
+    return broadcast_metrics(metrics, dist)
+
+
+def broadcast_metrics(metrics: Optional[dict[str, Any]], dist: Dist) -> dict[str, Any]:
+    """Process 0's metrics on every process (they all return the same result)."""
+    return distributed.broadcast(metrics, dist)
 
 
 def _log_table(metrics: dict[str, Any], names: tuple[str, ...], run_dir: Path) -> None:

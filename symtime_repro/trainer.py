@@ -29,8 +29,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .data.windows import loader_generator, make_loader
+from .data.windows import make_loader
 from .device import Device
+from .distributed import Dist, broadcast
 from .errors import UserError
 from .files import atomic_write_bytes, write_csv
 from .models import save_checkpoint
@@ -136,18 +137,22 @@ def load_resume_state(run_dir: Path, config_record: dict) -> Optional[dict]:
 
 
 class Trainer:
-    def __init__(self, cfg, device: Device, run_dir: Path, seed: int, config_record: dict) -> None:
+    def __init__(self, cfg, device: Device, run_dir: Path, seed: int, config_record: dict,
+                 dist: Dist = Dist()) -> None:
         self.cfg = cfg  # TrainerConfig
         self.device = device
         self.run_dir = Path(run_dir)
         self.seed = seed
         self.config_record = config_record  # saved in checkpoint.pt
+        self.dist = dist  # under torchrun: this process's rank; only process 0 writes and evaluates
 
     # -- data -----------------------------------------------------------------------------------
     def loader(self, dataset, train: bool) -> DataLoader:
+        """Training: this process's share of each shuffled global batch. Evaluation: the whole split."""
         batch_size = self.cfg.batch_size if train else (self.cfg.eval_batch_size or self.cfg.batch_size)
+        rank, world = (self.dist.rank, self.dist.world) if train else (0, 1)
         return make_loader(dataset, batch_size, shuffle=train, seed=self.seed, num_workers=self.cfg.num_workers,
-                           pin_memory=self.device.pin_memory)
+                           pin_memory=self.device.pin_memory, rank=rank, world=world)
 
     def _limit(self, loader: DataLoader, limit: Optional[int], what: str) -> tuple[int, Iterable]:
         total = len(loader)
@@ -177,8 +182,22 @@ class Trainer:
             return task.test(model, splits, self.eval_batches)
 
     # -- resuming -------------------------------------------------------------------------------
-    def _save_resume_state(self, model, optimizer, scaler, train_loader, result: FitResult, bad_epochs: int) -> None:
-        generator = loader_generator(train_loader)
+    def _rng_state(self) -> dict:
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if self.device.kind == "cuda" else None,
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+
+    def _save_resume_state(self, model, optimizer, scaler, result: FitResult, bad_epochs: int) -> None:
+        # Every process's random state (dropout, M4 cut points), so each continues its own stream.
+        rngs = [self._rng_state()]
+        if self.dist.enabled:
+            rngs = [None] * self.dist.world
+            torch.distributed.all_gather_object(rngs, self._rng_state())
+        if not self.dist.is_main:
+            return
         state = {
             "format": RESUME_FORMAT,
             "config": self.config_record,
@@ -188,33 +207,28 @@ class Trainer:
             "scaler": scaler.state_dict() if scaler is not None else None,
             "result": {k: v for k, v in vars(result).items()},
             "bad_epochs": bad_epochs,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if self.device.kind == "cuda" else None,
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-                "loader": generator.get_state() if generator is not None else None,
-            },
+            "rng": rngs,  # one per process
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
         atomic_write_bytes(self.run_dir / RESUME_FILE, buffer.getvalue())
 
-    def _restore(self, state: dict, model, optimizer, scaler, train_loader) -> tuple[FitResult, int, Optional[dict]]:
+    def _restore(self, state: dict, model, optimizer, scaler) -> tuple[FitResult, int, Optional[dict]]:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         result = FitResult(**state["result"])
-        rng = state["rng"]
+        rngs = state["rng"]
+        if len(rngs) != self.dist.world:
+            raise UserError(f"resume=true: the run was started with {len(rngs)} process(es), this command has "
+                            f"{self.dist.world}; resume it with the same torchrun --nproc_per_node / --nnodes")
+        rng = rngs[self.dist.rank]
         torch.set_rng_state(rng["torch"])
         if rng.get("cuda") is not None and self.device.kind == "cuda":
             torch.cuda.set_rng_state_all(rng["cuda"])
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
-        generator = loader_generator(train_loader)
-        if generator is not None and rng.get("loader") is not None:
-            generator.set_state(rng["loader"])
         best_state = None
         best_file = self.run_dir / "checkpoint.pt"
         if result.best_epoch and best_file.is_file():
@@ -224,7 +238,8 @@ class Trainer:
             else:  # killed between saving the best weights and this state: that epoch is redone below
                 log.info("checkpoint.pt is from epoch %s, after the resumed state; that epoch runs again",
                          best.get("epoch"))
-        write_csv(self.run_dir / "history.csv", result.history, list(result.history[-1]))
+        if self.dist.is_main:
+            write_csv(self.run_dir / "history.csv", result.history, list(result.history[-1]))
         return result, state["bad_epochs"], best_state
 
     # -- training -------------------------------------------------------------------------------
@@ -234,28 +249,50 @@ class Trainer:
         return optimizer_cls(params, lr=self.cfg.lr), params
 
     def train_step(self, task: Task, model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer,
-                   scaler, params: list[nn.Parameter]) -> torch.Tensor:
-        """One optimiser step on one batch (already on the device); returns the loss tensor."""
+                   scaler, params: list[nn.Parameter], weight: float = 1.0) -> torch.Tensor:
+        """One optimiser step on one batch (already on the device); returns the loss tensor.
+
+        ``weight`` scales this process's loss under data parallelism (its share of the global batch
+        times the number of processes), so that DDP's average of gradients is the gradient of the
+        global batch's mean loss, as in one process.
+        """
         grad_clip = self.cfg.grad_clip
         optimizer.zero_grad(set_to_none=True)
         with self.device.autocast():
             loss = task.training_loss(model, batch)
+        scaled = loss * weight if weight != 1.0 else loss
         if scaler is not None:
-            scaler.scale(loss).backward()
+            scaler.scale(scaled).backward()
             if grad_clip is not None:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(params, grad_clip)
             scaler.step(optimizer)
             scaler.update()
         else:
-            loss.backward()
+            scaled.backward()
             if grad_clip is not None:
                 nn.utils.clip_grad_norm_(params, grad_clip)
             optimizer.step()
         return loss
 
+    def _parallel(self, model: nn.Module) -> nn.Module:
+        """The model the optimiser steps through: DDP-wrapped under torchrun, else the model itself."""
+        if not self.dist.enabled:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = None
+        if self.device.kind in ("cuda", "npu"):
+            ids = [self.device.torch_device.index]
+            # Global-batch statistics, as one process would compute them (in place: the model keeps
+            # its state-dict keys). PyTorch has no SyncBatchNorm on CPU; there each process
+            # normalises its own share.
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return DistributedDataParallel(model, device_ids=ids)
+
     def fit(self, task: Task, model: nn.Module, splits: Splits, resume_state: Optional[dict] = None) -> FitResult:
         cfg = self.cfg
+        dist = self.dist
         optimizer, params = self.make_optimizer(model)
         scaler = self.device.grad_scaler()
         train_loader = self.loader(splits.train, train=True)
@@ -265,43 +302,54 @@ class Trainer:
         best_state: Optional[dict] = None
         bad_epochs = 0
         if resume_state is not None:
-            result, bad_epochs, best_state = self._restore(resume_state, model, optimizer, scaler, train_loader)
+            result, bad_epochs, best_state = self._restore(resume_state, model, optimizer, scaler)
             log.info("resumed after epoch %d (best so far: epoch %d, val %s %.6f)", result.epochs_run,
                      result.best_epoch, monitor, result.best_value)
-        log.info("training: %d windows (%d batches of %d), %d validation windows, up to %d epochs",
-                 len(splits.train), len(train_loader), cfg.batch_size, len(splits.val), cfg.epochs)
+        train_model = self._parallel(model)  # after restoring: DDP starts from process 0's weights
+        log.info("training: %d windows (%d batches of %d%s), %d validation windows, up to %d epochs",
+                 len(splits.train), len(train_loader), cfg.batch_size,
+                 f" over {dist.world} processes" if dist.enabled else "", len(splits.val), cfg.epochs)
 
         for epoch in range(result.epochs_run + 1, cfg.epochs + 1):
             if result.stopped_early:
                 break
             started = time.perf_counter()
             model.train()
+            train_loader.sampler.set_epoch(epoch)
+            global_sizes = train_loader.sampler.global_sizes()
             n_batches, batches = self._limit(train_loader, cfg.limit_train_batches, "train")
-            progress = _Progress(n_batches, f"epoch {epoch}/{cfg.epochs}", enabled=cfg.progress)
+            progress = _Progress(n_batches, f"epoch {epoch}/{cfg.epochs}", enabled=cfg.progress and dist.is_main)
             # The loss stays on the device: reading it (.item()) waits for the accelerator, so it is
             # read only when the progress display needs it and once at the end of the epoch.
-            loss_sum, seen = torch.zeros((), dtype=torch.float64, device=self.device.torch_device), 0
-            for batch in self._to_device(batches):
-                loss = self.train_step(task, model, batch, optimizer, scaler, params)
+            totals = torch.zeros(2, dtype=torch.float64, device=self.device.torch_device)  # loss sum, samples
+            for step, batch in enumerate(self._to_device(batches)):
                 size = next(iter(batch.values())).shape[0]
-                loss_sum += loss.detach().double() * size
-                seen += size
+                weight = size * dist.world / global_sizes[step] if dist.enabled else 1.0
+                loss = self.train_step(task, train_model, batch, optimizer, scaler, params, weight)
+                totals[0] += loss.detach().double() * size
+                totals[1] += size
                 progress.update(loss)
             progress.close()
+            if dist.enabled:
+                torch.distributed.all_reduce(totals)
+            loss_sum, seen = totals.tolist()
             train_seconds = time.perf_counter() - started
             result.train_seconds += train_seconds
-            result.train_samples += seen
+            result.train_samples += int(seen)
 
-            val = self.evaluate(task, model, splits.val)
+            # Process 0 evaluates the whole split once; everyone follows its numbers.
+            val = self.evaluate(task, model, splits.val) if dist.is_main else None
+            val = broadcast(val, dist)
             value = val[monitor]
             lr_now = optimizer.param_groups[0]["lr"]
-            row = {"epoch": epoch, "train_loss": loss_sum.item() / max(seen, 1), "val_loss": val["loss"], "lr": lr_now,
+            row = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "val_loss": val["loss"], "lr": lr_now,
                    "seconds": round(time.perf_counter() - started, 3)}
             if monitor != "loss":
                 row[f"val_{monitor}"] = value
             result.history.append(row)
             result.epochs_run = epoch
-            write_csv(self.run_dir / "history.csv", result.history, list(row))
+            if dist.is_main:
+                write_csv(self.run_dir / "history.csv", result.history, list(row))
 
             # Strictly better, as the official EarlyStopping: a tie counts as no improvement.
             improved = value > result.best_value if higher_is_better else value < result.best_value
@@ -311,8 +359,9 @@ class Trainer:
             if improved:
                 result.best_value, result.best_val_loss, result.best_epoch, bad_epochs = value, val["loss"], epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
-                save_checkpoint(self.run_dir / "checkpoint.pt", model, optimizer, epoch, self.config_record,
-                                {"best_val_loss": val["loss"], f"best_val_{monitor}": value})
+                if dist.is_main:
+                    save_checkpoint(self.run_dir / "checkpoint.pt", model, optimizer, epoch, self.config_record,
+                                    {"best_val_loss": val["loss"], f"best_val_{monitor}": value})
             else:
                 bad_epochs += 1
                 if bad_epochs >= cfg.patience:
@@ -323,14 +372,15 @@ class Trainer:
                 if new_lr is not None:
                     for group in optimizer.param_groups:
                         group["lr"] = new_lr
-            self._save_resume_state(model, optimizer, scaler, train_loader, result, bad_epochs)
+            self._save_resume_state(model, optimizer, scaler, result, bad_epochs)
             if result.stopped_early:
                 break
 
         if best_state is None:  # every validation loss was NaN
             log.warning("validation loss never improved (NaN?); testing the last weights")
-            save_checkpoint(self.run_dir / "checkpoint.pt", model, optimizer, result.epochs_run,
-                            self.config_record, {"best_val_loss": float("nan")})
+            if dist.is_main:
+                save_checkpoint(self.run_dir / "checkpoint.pt", model, optimizer, result.epochs_run,
+                                self.config_record, {"best_val_loss": float("nan")})
         else:
             model.load_state_dict(best_state)
             log.info("restored the best weights (epoch %d, val %s %.6f)", result.best_epoch, monitor, result.best_value)

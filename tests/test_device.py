@@ -48,7 +48,8 @@ IMPORT_HOOK = textwrap.dedent('''
                     is_available=lambda: True, device_count=lambda: 2,
                     set_device=lambda i: ASKED.append(f"set_device {{i}}"),
                     get_device_name=lambda i: "Ascend910B (fake)",
-                    reset_peak_memory_stats=lambda d=None: None, max_memory_allocated=lambda d=None: 0)
+                    reset_peak_memory_stats=lambda d=None: None, max_memory_allocated=lambda d=None: 0,
+                    set_compile_mode=lambda jit_compile: ASKED.append(f"jit_compile={{jit_compile}}"))
 
     sys.meta_path.insert(0, FakeTorchNpu())
 ''')
@@ -80,6 +81,17 @@ def test_npu_imports_torch_npu_then_transfer_to_npu_exactly_once():
     assert out["kind"] == "npu" and out["where"] == "npu:1" and out["second"] == "npu:0"
     assert out["name"] == "Ascend910B (fake)" and out["amp_dtype"] == "torch.float16"
     assert "device: Ascend910B (fake) (npu:1)" in out["log"] and "GPU" not in out["log"]
+
+
+def test_npu_turns_online_compilation_off_unless_asked():
+    out = _run('''
+        from types import SimpleNamespace
+        from symtime_repro import device
+        device.setup(SimpleNamespace(name="npu", amp=False, index=0, npu_jit_compile=False))
+        device.setup(SimpleNamespace(name="npu", amp=False, index=0, npu_jit_compile=True))
+        print(json.dumps({"asked": ASKED}))
+    ''', serve=True)
+    assert [a for a in out["asked"] if a.startswith("jit_compile")] == ["jit_compile=False", "jit_compile=True"]
 
 
 def test_auto_prefers_an_installed_npu():

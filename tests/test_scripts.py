@@ -76,3 +76,5 @@ def test_the_slurm_launcher_config_composes_with_our_resources():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "SlurmLauncher" in result.stdout and "partition: gpu" in result.stdout
     assert "timeout_min: 240" in result.stdout and "gpus_per_node: 1" in result.stdout
+    npu = run_cli(["hydra/launcher=slurm_npu", "--cfg", "hydra"])
+    assert npu.returncode == 0 and "gres: npu:1" in npu.stdout and "gpus_per_node: 0" in npu.stdout

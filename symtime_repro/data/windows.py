@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class SlidingWindows(Dataset):
@@ -59,24 +59,50 @@ class SlidingWindows(Dataset):
         return batch
 
 
-def loader_generator(loader: DataLoader) -> Optional[torch.Generator]:
-    """The generator that shuffles a loader made by :func:`make_loader` (None if it doesn't shuffle)."""
-    inner = getattr(getattr(loader, "sampler", None), "sampler", None)
-    return getattr(inner, "generator", None)
+class GlobalBatches(Sampler):
+    """Batches of ``batch_size`` indices in a fresh shuffled order each epoch; under data
+    parallelism each process takes its contiguous share of every batch.
+
+    The order of epoch ``e`` is ``randperm(n)`` from a generator seeded with ``seed + e``: it depends
+    on nothing else, so a resumed run and an N-process run see exactly the batches a single
+    uninterrupted process sees (the union of the processes' shares is that batch). A batch with
+    fewer indices than processes (a tiny last batch) is skipped under data parallelism.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+        self.rank, self.world = rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def global_sizes(self) -> list[int]:
+        """The size of each global batch this epoch yields (for the loss weighting of shares)."""
+        sizes = [min(self.batch_size, self.n - start) for start in range(0, self.n, self.batch_size)]
+        return [size for size in sizes if size >= self.world]
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.n)
+        for start in range(0, self.n, self.batch_size):
+            batch = order[start:start + self.batch_size]
+            if len(batch) < self.world:
+                continue
+            yield torch.tensor_split(batch, self.world)[self.rank].tolist()
+
+    def __len__(self) -> int:
+        return len(self.global_sizes())
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
-                pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
+                pin_memory: bool = False, rank: int = 0, world: int = 1) -> DataLoader:
     """A DataLoader that hands the dataset whole lists of indices (one gather per batch)."""
-    generator: Optional[torch.Generator] = None
-    if shuffle:
-        generator = torch.Generator().manual_seed(seed)
-        sampler = RandomSampler(dataset, generator=generator)
-    else:
-        sampler = SequentialSampler(dataset)
     return DataLoader(
         dataset,
-        sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last),
+        sampler=GlobalBatches(len(dataset), batch_size, seed, shuffle, rank, world),
         batch_size=None,  # the sampler already yields batches
         num_workers=num_workers,
         pin_memory=pin_memory,

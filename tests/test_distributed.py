@@ -1,0 +1,88 @@
+"""Data-parallel training under torchrun (Gloo on CPU), and the per-rank device mapping."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, TINY, assert_user_error, read_metrics, run_cli
+from test_device import _run
+
+# Dropout off and LayerNorm: with them, two processes compute exactly what one process computes on
+# the same global batches (BatchNorm would normalise each process's half on its own, and dropout
+# masks come from each process's generator).
+EXACT = [*TINY, "trainer.epochs=2", "trainer.limit_train_batches=6", "model.norm=LayerNorm", "model.dropout=0",
+         "model.attn_dropout=0", "model.out_dropout=0"]
+
+
+def torchrun(args: list[str], run_dir, nproc: int = 2) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "symtime_repro", *args, f"hydra.run.dir={run_dir}"]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_two_processes_train_exactly_as_one_and_write_one_run_dir(tmp_path):
+    single = tmp_path / "single"
+    result = run_cli(EXACT, single)
+    assert result.returncode == 0, result.stderr[-2000:]
+    double = tmp_path / "double"
+    result = torchrun(EXACT, double)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = read_metrics(single), read_metrics(double)
+    assert two["world_size"] == 2 and one["world_size"] == 1
+    assert two["mse"] == pytest.approx(one["mse"], rel=1e-5) and two["mae"] == pytest.approx(one["mae"], rel=1e-5)
+    assert two["epochs_run"] == one["epochs_run"] == 2
+    # The same global batches: the logged training losses agree too.
+    strip = lambda path: [line.split(",")[:3] for line in path.read_text().splitlines()[1:]]  # noqa: E731
+    for a, b in zip(strip(single / "history.csv"), strip(double / "history.csv")):
+        assert [float(x) for x in a] == pytest.approx([float(x) for x in b], rel=1e-5)
+    files = sorted(p.name for p in double.iterdir())
+    assert files == [".hydra", "checkpoint.pt", "history.csv", "metrics.json", "run.log", "test_samples.npz"]
+    assert result.stderr.count("result\n") == 1  # one result table: only process 0 reports
+
+    # The distributed checkpoint tests in one process to the same numbers.
+    tested = tmp_path / "tested"
+    result = run_cli([*EXACT, "mode=test", f"ckpt={double / 'checkpoint.pt'}"], tested)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read_metrics(tested)["mse"] == pytest.approx(two["mse"], rel=1e-6)
+    # And the other way round: the single-process checkpoint tested by two processes.
+    tested_two = tmp_path / "tested_two"
+    result = torchrun([*EXACT, "mode=test", f"ckpt={single / 'checkpoint.pt'}"], tested_two)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read_metrics(tested_two)["mse"] == pytest.approx(one["mse"], rel=1e-6)
+
+
+def test_a_sweep_under_torchrun_is_refused(tmp_path):
+    result = run_cli(["-m", "task.pred_len=24,48"], tmp_path / "run", env={"WORLD_SIZE": "2", "RANK": "0",
+                                                                           "LOCAL_RANK": "0"})
+    assert_user_error(result, "under torchrun a command trains one run", tmp_path / "run")
+
+
+def test_each_process_takes_the_npu_of_its_local_rank_and_too_many_are_refused():
+    out = _run('''
+        from types import SimpleNamespace
+        from symtime_repro import device
+        from symtime_repro.distributed import Dist
+        from symtime_repro.errors import UserError
+        second = device.setup(SimpleNamespace(name="npu", amp=False, index=0), Dist(world=2, rank=1, local_rank=1))
+        try:
+            device.setup(SimpleNamespace(name="npu", amp=False, index=0), Dist(world=4, rank=3, local_rank=3))
+            refused = ""
+        except UserError as exc:
+            refused = str(exc)
+        print(json.dumps({"where": str(second.torch_device), "asked": ASKED, "refused": refused}))
+    ''', serve=True)
+    assert out["where"] == "npu:1" and "set_device 1" in out["asked"]
+    assert "LOCAL_RANK=3 but only 2 NPU device(s) are visible" in out["refused"]
+    assert "--nproc_per_node=2" in out["refused"]
+
+
+def test_backends_are_chosen_per_device_and_nccl_is_not_hard_coded():
+    from symtime_repro.distributed import BACKENDS
+
+    assert BACKENDS == {"cpu": "gloo", "cuda": "nccl", "npu": "hccl"}
