@@ -57,6 +57,20 @@ def test_two_processes_train_exactly_as_one_and_write_one_run_dir(tmp_path):
     assert read_metrics(tested_two)["mse"] == pytest.approx(one["mse"], rel=1e-6)
 
 
+def pids_of(marker: str) -> list[int]:
+    """Processes whose command line holds ``marker`` (read from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmdline:
+                found.append(int(entry))
+    return found
+
+
 def test_a_sweep_under_torchrun_is_refused(tmp_path):
     result = run_cli(["-m", "task.pred_len=24,48"], tmp_path / "run", env={"WORLD_SIZE": "2", "RANK": "0",
                                                                            "LOCAL_RANK": "0"})
@@ -86,3 +100,36 @@ def test_backends_are_chosen_per_device_and_nccl_is_not_hard_coded():
     from symtime_repro.distributed import BACKENDS
 
     assert BACKENDS == {"cpu": "gloo", "cuda": "nccl", "npu": "hccl"}
+
+
+def test_a_killed_two_process_run_resumes_to_the_same_metrics(tmp_path):
+    """Dropout and BatchNorm on: every process's random state is saved, so the resumed run goes on
+    exactly as the uninterrupted two-process run."""
+    import signal
+    import time
+
+    args = [*TINY, "trainer.epochs=3", "trainer.limit_train_batches=8"]
+    whole = tmp_path / "whole"
+    assert torchrun(args, whole).returncode == 0
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "symtime_repro", *args, f"hydra.run.dir={killed}"]
+    process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (killed / "last.pt").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    # torchrun and both workers (the workers run in sessions of their own, so no process-group kill).
+    for pid in pids_of(f"hydra.run.dir={killed}"):
+        os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    time.sleep(0.5)
+    assert not pids_of(f"hydra.run.dir={killed}")
+    assert not (killed / "metrics.json").exists()
+    result = torchrun([*args, "resume=true"], killed)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resumed after epoch" in result.stderr
+    a, b = read_metrics(whole), read_metrics(killed)
+    assert (a["mse"], a["mae"]) == (b["mse"], b["mae"]) and b["resumed_from_epoch"] >= 1
