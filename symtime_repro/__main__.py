@@ -21,10 +21,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .allocator import restart_with_mimalloc
 from .config import register_configs
-from .errors import UserError
+from .errors import RunFailed, UserError
 
 log = logging.getLogger("symtime_repro")
 EXIT_USER_ERROR = 2
+EXIT_RUN_FAILED = 3  # the run started and failed (metrics.json says why)
 
 register_configs()
 
@@ -40,6 +41,9 @@ def hydra_main(cfg: DictConfig) -> None:
     except UserError as exc:
         log.error("error: %s", exc)
         sys.exit(EXIT_USER_ERROR)
+    except RunFailed as exc:
+        log.error("error: %s", exc)
+        sys.exit(EXIT_RUN_FAILED)
     except KeyboardInterrupt:
         log.error("interrupted; continue from the last finished epoch with: resume=true hydra.run.dir=%s", run_dir)
         sys.exit(130)

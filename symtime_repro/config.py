@@ -107,6 +107,7 @@ class TrainerConfig:
     grad_clip: Optional[float] = None  # max gradient norm (classification: 4.0 officially)
     progress: bool = True  # progress bar on a terminal
     compile: bool = False  # torch.compile the model (needs a C++ compiler on CPU, Triton on CUDA)
+    on_nonfinite: str = "stop"  # a NaN/inf loss or gradient: stop (status failed) | skip (that batch, counted)
 
 
 @dataclass
@@ -230,6 +231,7 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     _require(tr.optimizer in ("adam", "radam"), f"trainer.optimizer must be adam or radam, got {tr.optimizer!r}")
     _require(tr.patience >= 1, f"trainer.patience must be >= 1, got {tr.patience}")
     _require(tr.num_workers >= 0, f"trainer.num_workers must be >= 0, got {tr.num_workers}")
+    _require(tr.on_nonfinite in ("stop", "skip"), f"trainer.on_nonfinite must be stop or skip, got {tr.on_nonfinite!r}")
     _require(tr.grad_clip is None or tr.grad_clip > 0, f"trainer.grad_clip must be null or positive, got {tr.grad_clip}")
     for key in ("limit_train_batches", "limit_eval_batches"):
         value = getattr(tr, key)

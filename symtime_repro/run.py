@@ -21,7 +21,7 @@ from .distributed import Dist
 from .allocator import current as current_allocator
 from .config import RunConfig, validate
 from .data import check_files
-from .errors import UserError
+from .errors import RunFailed, UserError
 from .files import write_json
 from .models import load_model_weights, load_pretrained_encoder, read_checkpoint
 from .tasks import Splits, Task, make_task
@@ -134,7 +134,15 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
         if rc.resume and resume_state is None:
             log.info("resume=true: no %s in %s yet; starting at epoch 1", RESUME_FILE, run_dir)
         resumed_from = resume_state["epoch"] if resume_state else None
-        fit = trainer.fit(task, model, splits, resume_state)
+        try:
+            fit = trainer.fit(task, model, splits, resume_state)
+        except RunFailed as exc:
+            if dist.is_main:  # never a metrics file that looks like a success
+                write_json(run_dir / "metrics.json", {"status": "failed", "reason": str(exc), **exc.details,
+                                                      "task": rc.task.name, "dataset": rc.dataset.name,
+                                                      "mode": rc.mode, "device": device.kind, "seed": rc.seed,
+                                                      "experiment": rc.experiment})
+            raise
 
     if not dist.is_main:  # process 0 tests the best weights on the whole split and writes the results
         return broadcast_metrics(None, dist)
@@ -164,6 +172,7 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
         "peak_memory_mb": round(device.peak_memory_mb(), 1),
         "wall_seconds": round(time.perf_counter() - wall_started, 3),  # this process, set-up included
         "resumed_from_epoch": resumed_from,
+        "skipped_batches": fit.skipped_batches,
         "compiled": compiled,
         "allocator": current_allocator(),
         "amp": device.amp,

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from .data.windows import make_loader
 from .device import Device
 from .distributed import Dist, broadcast
-from .errors import UserError
+from .errors import RunFailed, UserError
 from .files import atomic_write_bytes, write_csv
 from .models import save_checkpoint
 from .tasks import Splits, Task
@@ -71,6 +71,7 @@ class FitResult:
     train_seconds: float = 0.0
     train_samples: int = 0
     stopped_early: bool = False
+    skipped_batches: int = 0  # trainer.on_nonfinite=skip
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -145,6 +146,7 @@ class Trainer:
         self.seed = seed
         self.config_record = config_record  # saved in checkpoint.pt
         self.dist = dist  # under torchrun: this process's rank; only process 0 writes and evaluates
+        self.finite: Optional[torch.Tensor] = None  # the last train_step's loss and gradients were finite
 
     # -- data -----------------------------------------------------------------------------------
     def loader(self, dataset, train: bool) -> DataLoader:
@@ -261,19 +263,46 @@ class Trainer:
         with self.device.autocast():
             loss = task.training_loss(model, batch)
         scaled = loss * weight if weight != 1.0 else loss
-        if scaler is not None:
+        if scaler is not None:  # float16: the scaler already skips steps whose gradients overflow
             scaler.scale(scaled).backward()
             if grad_clip is not None:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(params, grad_clip)
+            self.finite = torch.isfinite(loss.detach())
             scaler.step(optimizer)
             scaler.update()
-        else:
-            scaled.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(params, grad_clip)
-            optimizer.step()
+            return loss
+        scaled.backward()
+        # Whether loss and gradients are finite, as a device tensor: reading it would wait for an
+        # accelerator, so fit() reads it only where it reads the loss anyway (or every step with skip).
+        grads = [p.grad for p in params if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads \
+            else torch.zeros((), device=loss.device)
+        self.finite = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
+        if self.cfg.on_nonfinite == "skip" and not bool(self.finite):
+            optimizer.zero_grad(set_to_none=True)
+            return loss
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
         return loss
+
+    def _stop_if_nonfinite(self, first_bad: torch.Tensor, epoch: int) -> None:
+        """Raise RunFailed if a step of this epoch (on any process) had a NaN/inf loss or gradient."""
+        bad = (first_bad >= 0).to(torch.long)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        if not bool(bad):
+            return
+        where = f"epoch {epoch}, step {int(first_bad) + 1}" if int(first_bad) >= 0 else \
+            f"epoch {epoch} (in another process)"
+        kept = (f"The best checkpoint so far is kept: {self.run_dir / 'checkpoint.pt'}."
+                if (self.run_dir / "checkpoint.pt").is_file() else "No epoch had finished, so there is no checkpoint.")
+        raise RunFailed(f"the training loss or a gradient became NaN/inf at {where}; the weights of that step "
+                        f"are unusable, so the run stopped. {kept} "
+                        f"Lower trainer.lr, check the data for NaN/inf (python -m symtime_repro.data verify), "
+                        f"or set trainer.on_nonfinite=skip to skip such batches", epoch=epoch,
+                        step=int(first_bad) + 1 if int(first_bad) >= 0 else None)
 
     def _parallel(self, model: nn.Module) -> nn.Module:
         """The model the optimiser steps through: DDP-wrapped under torchrun, else the model itself."""
@@ -322,14 +351,25 @@ class Trainer:
             # The loss stays on the device: reading it (.item()) waits for the accelerator, so it is
             # read only when the progress display needs it and once at the end of the epoch.
             totals = torch.zeros(2, dtype=torch.float64, device=self.device.torch_device)  # loss sum, samples
+            first_bad = torch.full((), -1, dtype=torch.long, device=self.device.torch_device)  # step, or -1
+            check_every = max(1, n_batches // 5)
             for step, batch in enumerate(self._to_device(batches)):
                 size = next(iter(batch.values())).shape[0]
                 weight = size * dist.world / global_sizes[step] if dist.enabled else 1.0
                 loss = self.train_step(task, train_model, batch, optimizer, scaler, params, weight)
+                if cfg.on_nonfinite == "skip" and not bool(self.finite):
+                    result.skipped_batches += 1
+                    log.warning("epoch %d, step %d: loss or gradient is not finite; batch skipped "
+                                "(trainer.on_nonfinite=skip, %d so far)", epoch, step + 1, result.skipped_batches)
+                    continue
+                first_bad = torch.where((first_bad < 0) & ~self.finite, step, first_bad)
                 totals[0] += loss.detach().double() * size
                 totals[1] += size
                 progress.update(loss)
+                if (step + 1) % check_every == 0:
+                    self._stop_if_nonfinite(first_bad, epoch)
             progress.close()
+            self._stop_if_nonfinite(first_bad, epoch)
             if dist.enabled:
                 torch.distributed.all_reduce(totals)
             loss_sum, seen = totals.tolist()

@@ -90,6 +90,12 @@ def numeric_values(frame: pd.DataFrame, columns: list[str], path: Path, dataset:
             raise UserError(f"dataset {dataset}: {path} line {line}, column '{column}' {kind}. "
                             f"Fix or remove that row (the loader needs numbers in every value column).")
         out[:, j] = values.to_numpy(dtype=np.float64)
+        infinite = ~np.isfinite(out[:, j])
+        if infinite.any():  # 'inf' parses as a number, and would turn the loss into NaN mid-training
+            line = int(np.argmax(infinite)) + 2
+            raise UserError(f"dataset {dataset}: {path} line {line}, column '{column}' holds "
+                            f"{_raw_cell(path, line, list(frame.columns).index(column))[:40]!r}, not a finite "
+                            f"number. Fix or remove that row.")
     return out
 
 
