@@ -21,11 +21,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .allocator import restart_with_mimalloc
 from .config import register_configs
-from .errors import RunFailed, UserError
+from .errors import Preempted, RunFailed, UserError
 
 log = logging.getLogger("symtime_repro")
 EXIT_USER_ERROR = 2
 EXIT_RUN_FAILED = 3  # the run started and failed (metrics.json says why)
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after saving; run again with resume=true
 
 register_configs()
 
@@ -44,9 +45,32 @@ def hydra_main(cfg: DictConfig) -> None:
     except RunFailed as exc:
         log.error("error: %s", exc)
         sys.exit(EXIT_RUN_FAILED)
+    except Preempted as exc:
+        log.warning("%s", exc)
+        requeue_slurm_job()
+        sys.exit(EXIT_PREEMPTED)
     except KeyboardInterrupt:
         log.error("interrupted; continue from the last finished epoch with: resume=true hydra.run.dir=%s", run_dir)
         sys.exit(130)
+
+
+def requeue_slurm_job() -> None:
+    """Under SLURM, put this job back in the queue; when it starts again it resumes by itself
+    (SLURM_RESTART_COUNT > 0 implies resume=true). Only process 0 of a torchrun job asks."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or os.environ.get("RANK", "0") != "0" or os.environ.get("SYMTIME_REPRO_REQUEUE", "1") == "0":
+        return
+    import subprocess
+
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not requeue SLURM job %s (%s); resubmit it with resume=true", job, exc)
+        return
+    if done.returncode == 0:
+        log.warning("requeued SLURM job %s: it resumes from the saved state when it starts again", job)
+    else:
+        log.warning("scontrol requeue %s failed (%s); resubmit it with resume=true", job, done.stderr.strip())
 
 
 def describe_config_error(exc: BaseException) -> str:

@@ -17,3 +17,17 @@ class RunFailed(Exception):
     def __init__(self, message: str, **details) -> None:
         super().__init__(message)
         self.details = details  # what metrics.json records beside the reason (epoch, step, …)
+
+
+class Preempted(Exception):
+    """Training stopped on SIGTERM / SIGINT after saving its state at a step boundary: the CLI exits
+    with status 75 ("try again"), and ``resume=true`` continues exactly where it stopped."""
+
+    def __init__(self, signum: "int | None", epoch: int, step: int, run_dir) -> None:
+        import signal
+
+        what = signal.Signals(signum).name if signum else "a signal to another process of this run"
+        super().__init__(f"stopped by {what} inside epoch {epoch} after step {step}; the state is saved in "
+                         f"{run_dir}/last.pt: continue with the same command plus resume=true "
+                         f"hydra.run.dir={run_dir}")
+        self.signum, self.epoch, self.step, self.run_dir = signum, epoch, step, run_dir

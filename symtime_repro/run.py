@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -63,6 +64,14 @@ def finished_metrics(run_dir: Path) -> Optional[dict[str, Any]]:
     return metrics if isinstance(metrics, dict) and metrics.get("status") == "completed" else None
 
 
+def requeued() -> bool:
+    """A SLURM job that was requeued (after a preemption) and started again."""
+    try:
+        return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+    except ValueError:
+        return False
+
+
 def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, torch.nn.Module, Dist]:
     """Everything a run needs before training: checked config and files, device (and, under
     torchrun, the process group), data, model with its weights (our checkpoint, an official one,
@@ -106,6 +115,9 @@ def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, t
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Execute one run and return the metrics written to ``metrics.json``."""
     wall_started = time.perf_counter()
+    if requeued() and not cfg.get("resume"):
+        log.info("SLURM_RESTART_COUNT=%s: a requeued job, so resume=true", os.environ["SLURM_RESTART_COUNT"])
+        cfg.resume = True
     if cfg.get("resume") and cfg.mode == "train" and not distributed.from_env().enabled:
         done = finished_metrics(run_dir)
         if done is not None:  # a re-run sweep skips the jobs that already finished

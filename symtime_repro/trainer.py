@@ -17,7 +17,9 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from itertools import islice
@@ -32,7 +34,7 @@ from torch.utils.data import DataLoader
 from .data.windows import make_loader
 from .device import Device
 from .distributed import Dist, broadcast
-from .errors import RunFailed, UserError
+from .errors import Preempted, RunFailed, UserError
 from .files import atomic_write_bytes, write_csv
 from .models import save_checkpoint
 from .tasks import Splits, Task
@@ -192,7 +194,9 @@ class Trainer:
             "python": random.getstate(),
         }
 
-    def _save_resume_state(self, model, optimizer, scaler, result: FitResult, bad_epochs: int) -> None:
+    def _save_resume_state(self, model, optimizer, scaler, result: FitResult, bad_epochs: int,
+                           in_epoch: Optional[dict] = None) -> None:
+        """``in_epoch``: set when stopping inside an epoch (its number, steps done, running totals)."""
         # Every process's random state (dropout, M4 cut points), so each continues its own stream.
         rngs = [self._rng_state()]
         if self.dist.enabled:
@@ -210,12 +214,13 @@ class Trainer:
             "result": {k: v for k, v in vars(result).items()},
             "bad_epochs": bad_epochs,
             "rng": rngs,  # one per process
+            "in_epoch": in_epoch,
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
         atomic_write_bytes(self.run_dir / RESUME_FILE, buffer.getvalue())
 
-    def _restore(self, state: dict, model, optimizer, scaler) -> tuple[FitResult, int, Optional[dict]]:
+    def _restore(self, state: dict, model, optimizer, scaler) -> tuple[FitResult, int, Optional[dict], Optional[dict]]:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):
@@ -240,9 +245,9 @@ class Trainer:
             else:  # killed between saving the best weights and this state: that epoch is redone below
                 log.info("checkpoint.pt is from epoch %s, after the resumed state; that epoch runs again",
                          best.get("epoch"))
-        if self.dist.is_main:
+        if self.dist.is_main and result.history:
             write_csv(self.run_dir / "history.csv", result.history, list(result.history[-1]))
-        return result, state["bad_epochs"], best_state
+        return result, state["bad_epochs"], best_state, state.get("in_epoch")
 
     # -- training -------------------------------------------------------------------------------
     def make_optimizer(self, model: nn.Module) -> tuple[torch.optim.Optimizer, list[nn.Parameter]]:
@@ -330,27 +335,44 @@ class Trainer:
         result = FitResult(monitor=monitor, best_value=-math.inf if higher_is_better else math.inf)
         best_state: Optional[dict] = None
         bad_epochs = 0
+        in_epoch: Optional[dict] = None  # where a stopped epoch is taken up again
         if resume_state is not None:
-            result, bad_epochs, best_state = self._restore(resume_state, model, optimizer, scaler)
-            log.info("resumed after epoch %d (best so far: epoch %d, val %s %.6f)", result.epochs_run,
+            result, bad_epochs, best_state, in_epoch = self._restore(resume_state, model, optimizer, scaler)
+            where = f", inside epoch {in_epoch['epoch']} after step {in_epoch['steps']}" if in_epoch else ""
+            log.info("resumed after epoch %d%s (best so far: epoch %d, val %s %.6f)", result.epochs_run, where,
                      result.best_epoch, monitor, result.best_value)
+        stop = StopRequest(dist, self.device.torch_device)
         train_model = self._parallel(model)  # after restoring: DDP starts from process 0's weights
         log.info("training: %d windows (%d batches of %d%s), %d validation windows, up to %d epochs",
                  len(splits.train), len(train_loader), cfg.batch_size,
                  f" over {dist.world} processes" if dist.enabled else "", len(splits.val), cfg.epochs)
 
+        with stop:
+            self._epochs(task, model, train_model, splits, optimizer, scaler, params, train_loader, result,
+                         bad_epochs, best_state, in_epoch, stop)
+        return result
+
+    def _epochs(self, task, model, train_model, splits, optimizer, scaler, params, train_loader, result: FitResult,
+                bad_epochs: int, best_state: Optional[dict], in_epoch: Optional[dict], stop: "StopRequest") -> None:
+        cfg, dist = self.cfg, self.dist
+        monitor, mode = task.monitor
+        higher_is_better = mode == "max"
         for epoch in range(result.epochs_run + 1, cfg.epochs + 1):
             if result.stopped_early:
                 break
-            started = time.perf_counter()
+            resumed = in_epoch if in_epoch and in_epoch["epoch"] == epoch else None
+            done = resumed["steps"] if resumed else 0  # steps of this epoch trained before a stop
+            started = time.perf_counter() - (resumed["seconds"] if resumed else 0.0)
             model.train()
-            train_loader.sampler.set_epoch(epoch)
+            train_loader.sampler.set_epoch(epoch, start=done)
             global_sizes = train_loader.sampler.global_sizes()
-            n_batches, batches = self._limit(train_loader, cfg.limit_train_batches, "train")
+            limit = None if cfg.limit_train_batches is None else max(0, cfg.limit_train_batches - done)
+            n_batches, batches = self._limit(train_loader, limit, "train")
             progress = _Progress(n_batches, f"epoch {epoch}/{cfg.epochs}", enabled=cfg.progress and dist.is_main)
             # The loss stays on the device: reading it (.item()) waits for the accelerator, so it is
             # read only when the progress display needs it and once at the end of the epoch.
-            totals = torch.zeros(2, dtype=torch.float64, device=self.device.torch_device)  # loss sum, samples
+            totals = torch.tensor(resumed["totals"] if resumed else [0.0, 0.0], dtype=torch.float64,
+                                  device=self.device.torch_device)  # loss sum, samples
             first_bad = torch.full((), -1, dtype=torch.long, device=self.device.torch_device)  # step, or -1
             check_every = max(1, n_batches // 5)
             for step, batch in enumerate(self._to_device(batches)):
@@ -368,6 +390,13 @@ class Trainer:
                 progress.update(loss)
                 if (step + 1) % check_every == 0:
                     self._stop_if_nonfinite(first_bad, epoch)
+                if stop.requested():  # SIGTERM / SIGINT: save where we are, at this step boundary
+                    progress.close()
+                    self._stop_if_nonfinite(first_bad, epoch)
+                    state = {"epoch": epoch, "steps": done + step + 1, "totals": totals.tolist(),
+                             "seconds": time.perf_counter() - started}
+                    self._save_resume_state(model, optimizer, scaler, result, bad_epochs, state)
+                    raise Preempted(stop.signum, epoch, done + step + 1, self.run_dir)
             progress.close()
             self._stop_if_nonfinite(first_bad, epoch)
             if dist.enabled:
@@ -424,7 +453,43 @@ class Trainer:
         else:
             model.load_state_dict(best_state)
             log.info("restored the best weights (epoch %d, val %s %.6f)", result.best_epoch, monitor, result.best_value)
-        return result
+
+
+class StopRequest:
+    """SIGTERM / SIGINT while training: remembered and acted on at the next step boundary (the state
+    is saved, then :class:`Preempted` is raised); a second signal ends the process at once.
+
+    Under torchrun the processes agree every step, so all of them stop after the same step.
+    """
+
+    def __init__(self, dist: Dist, device: torch.device) -> None:
+        self.dist, self.device = dist, device
+        self.signum: Optional[int] = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():  # signals reach only the main thread
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            os._exit(128 + signum)  # asked twice: stop now, without saving
+        self.signum = signum
+        log.warning("received %s: saving the run at the end of this step (send it again to stop at once)",
+                    signal.Signals(signum).name)
+
+    def requested(self) -> bool:
+        if not self.dist.enabled:
+            return self.signum is not None
+        flag = torch.tensor(1 if self.signum is not None else 0, device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag)
 
 
 class _Progress:

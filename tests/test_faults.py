@@ -76,3 +76,80 @@ def test_an_infinite_value_in_a_csv_is_named_at_load_time(tmp_path):
     (tmp_path / "ETT-small" / "ETTh1.csv").write_text("".join(lines))
     result = run_cli([*TINY, f"data.root={tmp_path}"], tmp_path / "run")
     assert_user_error(result, "ETTh1.csv line 501, column 'MUFL' holds 'inf', not a finite number", tmp_path / "run")
+
+
+# --- preemption: SIGTERM / SIGINT at a step boundary, requeue under SLURM -------------------------
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from conftest import read_metrics  # noqa: E402
+
+PREEMPTIBLE = [*TINY, "trainer.epochs=3", "trainer.limit_train_batches=8"]
+
+
+def start(args, run_dir, env=None) -> subprocess.Popen:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.Popen([sys.executable, "-m", "symtime_repro", *args, f"hydra.run.dir={run_dir}"], cwd=REPO,
+                            env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(process: subprocess.Popen, text: str) -> list[str]:
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"never saw {text!r}:\n" + "".join(seen[-20:]))
+
+
+def test_sigterm_saves_at_the_step_boundary_and_resume_ends_as_an_uninterrupted_run(tmp_path):
+    whole = tmp_path / "whole"
+    assert run_cli(PREEMPTIBLE, whole).returncode == 0
+    stopped = tmp_path / "stopped"
+    process = start(PREEMPTIBLE, stopped)
+    wait_for(process, "epoch 2/3: step")
+    process.send_signal(signal.SIGTERM)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 75, rest[-2000:]
+    assert "stopped by SIGTERM inside epoch 2 after step" in rest and "resume=true" in rest
+    assert (stopped / "last.pt").is_file() and not (stopped / "metrics.json").exists()
+    result = run_cli([*PREEMPTIBLE, "resume=true"], stopped)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "inside epoch 2 after step" in result.stderr
+    a, b = read_metrics(whole), read_metrics(stopped)
+    assert (a["mse"], a["mae"]) == (b["mse"], b["mae"])
+
+
+def test_a_second_signal_stops_at_once(tmp_path):
+    process = start([*PREEMPTIBLE, "trainer.batch_size=2048"], tmp_path / "run")  # steps of about a second
+    wait_for(process, "training:")
+    process.send_signal(signal.SIGINT)
+    wait_for(process, "received SIGINT")  # the first one is taken: saving at the end of this step
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 128 + signal.SIGINT
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_under_slurm_a_preempted_job_requeues_itself_and_resumes_when_restarted(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol.calls"
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    env = {"SLURM_JOB_ID": "4242", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    run_dir = tmp_path / "run"
+    process = start(PREEMPTIBLE, run_dir, env)
+    wait_for(process, "epoch 2/3: step")
+    process.send_signal(signal.SIGTERM)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 75, rest[-2000:]
+    assert calls.read_text().split() == ["requeue", "4242"] and "requeued SLURM job 4242" in rest
+    # SLURM starts the job again with SLURM_RESTART_COUNT=1: it resumes without being told to.
+    result = run_cli(PREEMPTIBLE, run_dir, env={**env, "SLURM_RESTART_COUNT": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "a requeued job, so resume=true" in result.stderr and "resumed after epoch" in result.stderr
+    assert read_metrics(run_dir)["resumed_from_epoch"] is not None

@@ -73,25 +73,29 @@ class GlobalBatches(Sampler):
         self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
         self.rank, self.world = rank, world
         self.epoch = 0
+        self.start = 0  # batches of this epoch already done (a run resumed in the middle of an epoch)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
 
     def global_sizes(self) -> list[int]:
-        """The size of each global batch this epoch yields (for the loss weighting of shares)."""
+        """The size of each global batch this epoch still yields (for the loss weighting of shares)."""
         sizes = [min(self.batch_size, self.n - start) for start in range(0, self.n, self.batch_size)]
-        return [size for size in sizes if size >= self.world]
+        return [size for size in sizes if size >= self.world][self.start:]
 
     def __iter__(self):
         if self.shuffle:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
             order = torch.arange(self.n)
+        done = 0
         for start in range(0, self.n, self.batch_size):
             batch = order[start:start + self.batch_size]
             if len(batch) < self.world:
                 continue
-            yield torch.tensor_split(batch, self.world)[self.rank].tolist()
+            done += 1
+            if done > self.start:  # batches already trained on are not even loaded
+                yield torch.tensor_split(batch, self.world)[self.rank].tolist()
 
     def __len__(self) -> int:
         return len(self.global_sizes())
@@ -104,6 +108,9 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num
         dataset,
         sampler=GlobalBatches(len(dataset), batch_size, seed, shuffle, rank, world),
         batch_size=None,  # the sampler already yields batches
+        # Its own generator: otherwise every epoch's iterator draws a seed from the global one, and a
+        # run resumed inside an epoch would shift the dropout stream by that draw.
+        generator=torch.Generator().manual_seed(seed),
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
