@@ -157,8 +157,22 @@ def torchrun_overrides(argv: list[str]) -> list[str]:
             "hydra.job_logging.root.handlers=[console]", "hydra.job_logging.root.level=WARNING"]
 
 
+def busy_run_dir(argv: list[str]) -> Optional[str]:
+    """Why the explicit hydra.run.dir can't be used now (another live run holds it), or None.
+
+    Checked before Hydra starts, because Hydra writes the run's .hydra/ record into the folder
+    first thing, which would overwrite the other run's."""
+    from .files import busy_message, lock_owner
+
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    if not given or "${" in given[-1]:
+        return None
+    owner = lock_owner(Path(given[-1]))
+    return busy_message(Path(given[-1]), owner) if owner else None
+
+
 def main() -> None:
-    refusal = mixed_npu_sweep(sys.argv[1:])
+    refusal = mixed_npu_sweep(sys.argv[1:]) or busy_run_dir(sys.argv[1:])
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)

@@ -59,3 +59,65 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy / torch scalars
         return value.item()
     return str(value)
+
+
+# --- one run per run dir ---------------------------------------------------------------------
+
+LOCK_NAME = ".lock"
+
+
+def lock_owner(run_dir: Path) -> "tuple[str, int] | None":
+    """(host, pid) of the live run holding ``run_dir``, or None (free, or its owner is dead)."""
+    import socket
+
+    try:
+        host, pid_text = (Path(run_dir) / LOCK_NAME).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if host != socket.gethostname():
+        return host, pid  # another machine's process: we can't tell, so it counts as alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return host, pid
+
+
+class RunDirLock:
+    """``<run dir>/.lock`` while a run writes there: a second run pointed at the same dir is refused
+    (two runs would overwrite each other's checkpoints); a lock left by a dead process is taken over."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_NAME
+
+    def __enter__(self) -> "RunDirLock":
+        import socket
+
+        from .errors import UserError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = lock_owner(self.path.parent)
+                if owner is not None:
+                    raise UserError(busy_message(self.path.parent, owner)) from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(f"{socket.gethostname()} {os.getpid()}\n")
+            return self
+        raise UserError(f"cannot take the lock {self.path}; delete it if no run uses {self.path.parent}")
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def busy_message(run_dir: Path, owner: "tuple[str, int]") -> str:
+    host, pid = owner
+    return (f"run dir {run_dir} is in use by another run (pid {pid} on {host}); wait for it to finish or "
+            f"choose another hydra.run.dir (if that process is gone, delete {Path(run_dir) / LOCK_NAME})")

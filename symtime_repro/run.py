@@ -3,6 +3,7 @@ write the run directory's files (GUIDE section 2)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -23,7 +24,7 @@ from .allocator import current as current_allocator
 from .config import RunConfig, validate
 from .data import check_files
 from .errors import RunFailed, UserError
-from .files import write_json
+from .files import RunDirLock, write_json
 from .models import load_model_weights, load_pretrained_encoder, read_checkpoint
 from .tasks import Splits, Task, make_task
 from .trainer import RESUME_FILE, FitResult, Trainer, compile_model, load_resume_state
@@ -125,7 +126,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             return done
     rc, device, task, splits, model, dist = prepare(cfg)
     try:
-        return _train_and_test(rc, device, task, splits, model, dist, run_dir, wall_started)
+        with RunDirLock(run_dir) if dist.is_main else contextlib.nullcontext():
+            return _train_and_test(rc, device, task, splits, model, dist, run_dir, wall_started)
     finally:
         distributed.shutdown(dist)
 

@@ -153,3 +153,28 @@ def test_under_slurm_a_preempted_job_requeues_itself_and_resumes_when_restarted(
     assert result.returncode == 0, result.stderr[-2000:]
     assert "a requeued job, so resume=true" in result.stderr and "resumed after epoch" in result.stderr
     assert read_metrics(run_dir)["resumed_from_epoch"] is not None
+
+
+def test_a_second_run_on_a_busy_run_dir_is_refused_and_the_first_is_unharmed(tmp_path):
+    run_dir = tmp_path / "run"
+    first = start([*PREEMPTIBLE, "trainer.batch_size=1024"], run_dir)
+    wait_for(first, "training:")
+    config_before = (run_dir / ".hydra" / "config.yaml").read_text()
+    second = run_cli([*TINY, "trainer.lr=0.5"], run_dir)
+    assert_user_error_keeping(second, f"run dir {run_dir} is in use by another run (pid {first.pid}")
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == config_before  # its record untouched
+    first.stderr.read()
+    assert first.wait(timeout=300) == 0
+    assert read_metrics(run_dir)["status"] == "completed" and not (run_dir / ".lock").exists()
+    # A lock left by a dead process does not block the next run.
+    (run_dir / ".lock").write_text(f"{__import__('socket').gethostname()} 999999999\n")
+    again = run_cli([*TINY, "trainer.epochs=1", "trainer.limit_train_batches=2"], tmp_path / "run")
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+def assert_user_error_keeping(result, expected: str) -> None:
+    """As conftest's assert_user_error, for a dir whose metrics.json belongs to another run."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and expected in errors[0], result.stderr
