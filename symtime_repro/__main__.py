@@ -7,6 +7,7 @@ stderr and exit status 2, and leaves no ``metrics.json``.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -49,6 +50,15 @@ def hydra_main(cfg: DictConfig) -> None:
         log.warning("%s", exc)
         requeue_slurm_job()
         sys.exit(EXIT_PREEMPTED)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Every file is written to a temporary name first and renamed when complete, so a full disk
+        # leaves the previous checkpoint / metrics as they were.
+        log.error("error: no space left on the device writing %s (%s); the files already in %s are intact "
+                  "(each is written whole or not at all). Free space and continue with resume=true "
+                  "hydra.run.dir=%s", exc.filename or "a file", exc.strerror, run_dir, run_dir)
+        sys.exit(EXIT_RUN_FAILED)
     except KeyboardInterrupt:
         log.error("interrupted; continue from the last finished epoch with: resume=true hydra.run.dir=%s", run_dir)
         sys.exit(130)

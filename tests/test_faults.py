@@ -178,3 +178,32 @@ def assert_user_error_keeping(result, expected: str) -> None:
     assert "Traceback" not in result.stderr + result.stdout
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and expected in errors[0], result.stderr
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path):
+    """ENOSPC injected at the write of the epoch-2 checkpoint: the epoch-1 file stays whole, and the
+    run ends with one line, not a traceback."""
+    run_dir = tmp_path / "run"
+    hook = tmp_path / "sitecustomize.py"
+    # The disk fills up while the epoch-2 checkpoint is flushed: the real atomic write path runs.
+    hook.write_text(
+        "import errno, os\n"
+        "real_fsync, count = os.fsync, [0]\n"
+        "def fsync(fd):\n"
+        "    if os.path.basename(os.readlink(f'/proc/self/fd/{fd}')).startswith('.checkpoint.pt.'):\n"
+        "        count[0] += 1\n"
+        "        if count[0] == 2:\n"
+        "            raise OSError(errno.ENOSPC, 'No space left on device')\n"
+        "    return real_fsync(fd)\n"
+        "os.fsync = fsync\n")
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "SYMTIME_REPRO_ALLOCATOR": "system"}
+    result = run_cli([*TINY, "trainer.epochs=3", "trainer.limit_train_batches=4"], run_dir, env=env)
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "no space left on the device writing" in errors[0] and "checkpoint.pt" in errors[0]
+    saved = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert saved["epoch"] == 1  # the previous checkpoint, whole
+    assert not (run_dir / "metrics.json").exists()
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]  # no half-written leftovers
