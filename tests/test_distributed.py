@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +25,16 @@ def torchrun(args: list[str], run_dir, nproc: int = 2) -> subprocess.CompletedPr
     env.pop("HYDRA_FULL_ERROR", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "symtime_repro", *args, f"hydra.run.dir={run_dir}"]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    fresh = not any((Path(run_dir) / name).exists() for name in ("metrics.json", "last.pt"))
+    if result.returncode != 0 and fresh:
+        # Seen once in a full CI run and not reproducible: a 2-process start failing (the rendezvous
+        # port, most likely). Start once more from a clean dir; a real error fails both times.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        retry = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        retry.stderr = f"[first attempt failed: {result.stderr[-1500:]}]\n{retry.stderr}"
+        return retry
+    return result
 
 
 def test_two_processes_train_exactly_as_one_and_write_one_run_dir(tmp_path):
@@ -110,7 +121,8 @@ def test_a_killed_two_process_run_resumes_to_the_same_metrics(tmp_path):
 
     args = [*TINY, "trainer.epochs=3", "trainer.limit_train_batches=8"]
     whole = tmp_path / "whole"
-    assert torchrun(args, whole).returncode == 0
+    first = torchrun(args, whole)
+    assert first.returncode == 0, first.stderr[-3000:]
     killed = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
