@@ -108,13 +108,17 @@ def describe_config_error(exc: BaseException) -> str:
 PROCESS_PER_JOB_LAUNCHERS = ("submitit_local", "submitit_slurm")
 
 
+def is_multirun(argv: list[str]) -> bool:
+    return any(a in ("-m", "--multirun") or a == "hydra.mode=MULTIRUN" for a in argv)
+
+
 def mixed_npu_sweep(argv: list[str]) -> Optional[str]:
     """Why a multirun that mixes device=npu with another device in one process can't run, or None.
 
     transfer_to_npu patches torch for the whole process and cannot be undone: after an npu job,
     a cpu or cuda job of the same process would silently run on the NPU.
     """
-    if not any(a in ("-m", "--multirun") or a == "hydra.mode=MULTIRUN" for a in argv):
+    if not is_multirun(argv):
         return None
     launchers = [a.split("=", 1)[1] for a in argv if a.lstrip("+").split("=", 1)[0] in ("hydra/launcher",
                                                                                        "override hydra/launcher")]
@@ -151,7 +155,7 @@ def torchrun_overrides(argv: list[str]) -> list[str]:
     (their Hydra dir is a throw-away temp folder, their log goes to the console at WARNING)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return []
-    if any(a in ("-m", "--multirun") or a == "hydra.mode=MULTIRUN" for a in argv):
+    if is_multirun(argv):
         print("error: under torchrun a command trains one run; sweep by starting one torchrun per job (or use "
               "hydra/launcher=slurm, one job per run)", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)

@@ -48,15 +48,6 @@ def from_env() -> Dist:
     return Dist(world, rank, local_rank)
 
 
-def local_device_index(kind: str, dist: Dist, count: int, visible_env: str) -> int:
-    """The accelerator this process uses: ``LOCAL_RANK``, checked against what is visible."""
-    if dist.local_rank >= count:
-        raise UserError(f"LOCAL_RANK={dist.local_rank} but only {count} {kind.upper()} device(s) are visible on this "
-                        f"node ({visible_env}={os.environ.get(visible_env, 'unset')}): start at most {count} "
-                        f"process(es) per node (torchrun --nproc_per_node={count})")
-    return dist.local_rank
-
-
 def init(dist: Dist, device_kind: str) -> None:
     """Join the process group (env:// rendezvous from torchrun) with the device's backend."""
     if not dist.enabled or torch.distributed.is_initialized():
