@@ -110,3 +110,45 @@ def test_missing_file_names_path_and_source(tmp_path):
         csv_series.load_splits(_dataset(source="https://example.org/ETT"), 96, tmp_path)
     assert str(tmp_path / "ETT-small" / "ETTh1.csv") in str(err.value)
     assert "https://example.org/ETT" in str(err.value)
+
+
+def _edited(line_edits: dict) -> str:
+    """ETTh1 as shipped, with some lines (0-based, header = 0) replaced."""
+    lines = ETTH1.read_text().splitlines()
+    for index, edit in line_edits.items():
+        lines[index] = edit(lines[index], lines)
+    return "\n".join(lines) + "\n"
+
+
+def _with_date(date: str):
+    return lambda line, lines: ",".join([date, *line.split(",")[1:]])
+
+
+def test_a_row_out_of_time_order_is_named(tmp_path):
+    # Rows 300 and 301 swapped, as a careless sort or merge leaves them.
+    lines = ETTH1.read_text().splitlines()
+    lines[300], lines[301] = lines[301], lines[300]
+    root = _write(tmp_path, "\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=r"ETTh1.csv line 302, column 'date': '2016-07-13 11:00:00' comes before "
+                                        r"line 301's '2016-07-13 12:00:00'.*sort the file by date"):
+        csv_series.load_splits(_dataset(), 96, root)
+
+
+def test_a_date_that_does_not_parse_is_named(tmp_path):
+    root = _write(tmp_path, _edited({1000: _with_date("2016-13-45 99:00:00")}))
+    with pytest.raises(UserError, match=r"line 1001, column 'date' holds '2016-13-45 99:00:00', not a date like "
+                                        r"'2016-07-01 00:00:00'"):
+        csv_series.load_splits(_dataset(), 96, root)
+
+
+def test_a_repeated_date_is_kept_and_logged_as_the_official_loader_keeps_it(tmp_path, caplog):
+    # weather.csv as published repeats one timestamp; the official split counts that row.
+    original = ETTH1.read_text().splitlines()
+    root = _write(tmp_path, _edited({2000: lambda line, lines: ",".join([lines[1999].split(",")[0],
+                                                                         *line.split(",")[1:]])}))
+    with caplog.at_level("WARNING"):
+        series = csv_series.load_splits(_dataset(), 96, root)
+    assert "line 2001 repeats the date '2016-09-22 06:00:00' of line 2000 (1 repeated date(s) in all)" in caplog.text
+    assert len(series.train) == 8640  # no row dropped: the borders stay the official ones
+    kept = series.scaler.inverse_transform(series.train[1999:2000])[0]  # the row with the repeated date
+    assert np.allclose(kept, [float(v) for v in original[2000].split(",")[1:]], rtol=1e-5)

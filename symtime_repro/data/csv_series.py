@@ -7,6 +7,10 @@ The official protocol (TSLib's Dataset_ETT_hour / Dataset_ETT_minute / Dataset_C
   ETT 15-minute files: the same borders x 4; other files: 70 % / 10 % / 20 % with the same shift.
 * A StandardScaler fitted on the training rows only; all metrics are computed in scaled space.
 * Columns: ``date`` first; features M and MS use every other column, S only ``target``.
+* Rows are used in file order (the splits are row ranges). The loader never reads the dates, so we
+  check them here: a date that does not parse or goes back in time stops the run (the borders would
+  fall in the wrong place); a repeated date is logged and kept, as the official loader keeps it
+  (the published weather.csv repeats 2020-05-12 06:00:00 on lines 19045-19046).
 
 One deliberate difference: we always move ``target`` to the last column (the official custom
 loader does, the ETT loaders do not). For ETT with the default target OT, already last, nothing
@@ -16,6 +20,7 @@ changes; for ETT with another target under ``features=MS`` the official code sil
 from __future__ import annotations
 
 import csv
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +31,8 @@ from sklearn.preprocessing import StandardScaler
 from ..errors import UserError
 from . import resolve_data_file
 from .windows import SlidingWindows
+
+log = logging.getLogger(__name__)
 
 ETT_HOUR_BORDERS = (12 * 30 * 24, 16 * 30 * 24, 20 * 30 * 24)  # ends of train / val / test
 
@@ -75,6 +82,33 @@ def read_table(path: Path, dataset: str) -> pd.DataFrame:
         raise UserError(f"dataset {dataset}: {path} must start with a 'date' column followed by value columns; "
                         f"found columns {list(frame.columns)[:5]}")
     return frame
+
+
+def check_dates(frame: pd.DataFrame, path: Path, dataset: str) -> None:
+    """Dates that parse and never go back in time; repeats are logged (see the module doc)."""
+    raw = frame["date"].astype(str)
+    # As TSLib parses them for its time features (pd.to_datetime), but naming the row that fails.
+    dates = pd.to_datetime(raw, errors="coerce")
+    unparsed = dates.isna().to_numpy()
+    if unparsed.any():
+        row = int(np.argmax(unparsed))
+        raise UserError(f"dataset {dataset}: {path} line {row + 2}, column 'date' holds {raw.iloc[row][:40]!r}, "
+                        f"not a date like {raw.iloc[0 if row else min(1, len(raw) - 1)][:40]!r}; fix or remove that row")
+    if not pd.api.types.is_datetime64_any_dtype(dates):
+        raise UserError(f"dataset {dataset}: {path} column 'date' mixes time zones; write every date in one zone")
+    steps = np.diff(dates.array.asi8)
+    backwards = steps < 0
+    if backwards.any():
+        row = int(np.argmax(backwards)) + 1
+        raise UserError(f"dataset {dataset}: {path} line {row + 2}, column 'date': {raw.iloc[row]!r} comes before "
+                        f"line {row + 1}'s {raw.iloc[row - 1]!r}. The splits are taken by row position, so rows must "
+                        f"be in time order: sort the file by date (and drop duplicated rows)")
+    repeats = np.flatnonzero(steps == 0) + 1
+    if len(repeats):
+        first = int(repeats[0])
+        log.warning("dataset %s: %s line %d repeats the date %r of line %d (%d repeated date(s) in all); kept, as "
+                    "the official loader keeps every row", dataset, path, first + 2, raw.iloc[first], first + 1,
+                    len(repeats))
 
 
 def numeric_values(frame: pd.DataFrame, columns: list[str], path: Path, dataset: str) -> np.ndarray:
@@ -133,6 +167,7 @@ def load_splits(dataset_cfg, seq_len: int, root: str | Path) -> SeriesSplits:
         raise UserError(f"dataset {name}: task.seq_len={seq_len} is too long for its splits "
                         f"(rows per split: {[end - start for start, end in borders]})")
 
+    check_dates(frame, path, name)
     values = numeric_values(frame, columns, path, name)
     train_start, train_end = borders[0]
     scaler = StandardScaler().fit(values[train_start:train_end])
