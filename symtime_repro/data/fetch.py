@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import UserError
-from ..files import make_readable
+from ..files import atomic_write_bytes, make_readable
 from . import catalog
 from .catalog import DataFile, Dataset, Source
 from .inventory import read_head, record_placed, sha256_file, signature_problem
@@ -176,8 +176,7 @@ def drive_listing(source: Source, root: Path, transfer: Transfer, refresh: bool 
     listing = transfer.list_drive_folder(source.location)
     transfer.listed.add(source.location)
     if listing:  # an empty answer is not worth keeping: the next command asks again
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(listing))
+        atomic_write_bytes(cache, json.dumps(listing).encode())
     return listing
 
 
