@@ -51,13 +51,15 @@ def test_msl_slice_is_scaled_with_train_statistics(msl):
     assert msl.info["enc_in"] == 55 and msl.info["test_anomaly_share"] == pytest.approx(449 / 4000)
 
 
-def test_psm_drops_timestamps_and_zeroes_empty_cells(tmp_path):
+def test_psm_drops_timestamps_and_zeroes_empty_cells(tmp_path, caplog):
     folder = tmp_path / "PSM"
     folder.mkdir()
     (folder / "train.csv").write_text("timestamp_(min),a,b\n0,1,10\n1,,20\n2,3,30\n")
     (folder / "test.csv").write_text("timestamp_(min),a,b\n5,1,10\n6,2,\n")
     (folder / "test_label.csv").write_text("timestamp_(min),label\n5,0\n6,1\n")
-    series = anomaly.load(_dataset("PSM", "PSM"), tmp_path)
+    with caplog.at_level("INFO", logger="symtime_repro.data.anomaly"):
+        series = anomaly.load(_dataset("PSM", "PSM"), tmp_path)
+    assert "train.csv has 1 empty cell(s); set to 0 before scaling, as the official loader does" in caplog.text
     train = np.array([[1, 10], [0, 20], [3, 30]], dtype=float)  # the empty cell became 0
     mean, std = train.mean(0), train.std(0)
     np.testing.assert_allclose(series.train, (train - mean) / std, rtol=1e-6)

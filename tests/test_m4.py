@@ -295,3 +295,19 @@ def test_test_rows_must_match_the_horizon_and_the_train_ids(root):
     test_csv.write_text("\n".join(lines))
     with pytest.raises(UserError, match=r"series W7 is in .*Weekly-train\.csv but not in .*Weekly-test\.csv"):
         m4.load(root, "Weekly")
+
+
+def test_a_train_row_shorter_than_its_horizon_is_named(root):
+    """A truncated row (every real M4 series is longer than its horizon) would be zero-padded and
+    trained on silently; it is named instead. The shortest real Weekly row of the slice still loads."""
+    train_csv = root / "m4" / "Weekly-train.csv"
+    lines = train_csv.read_text().split("\n")
+    shortest = min(len(row) - 1 for row in raw_rows(train_csv))
+    assert shortest >= 13 and m4.load(root, "Weekly")  # the real data passes the check
+    cells = lines[3].split(",")
+    assert cells[0] == '"W3"'
+    lines[3] = ",".join(cells[:13] + [""] * (len(cells) - 13))  # W3 keeps 12 values, padded as the file pads
+    train_csv.write_text("\n".join(lines))
+    with pytest.raises(UserError, match=r"Weekly-train\.csv line 4, id W3: 12 value\(s\), but a Weekly series needs "
+                                        r"at least 13 \(its horizon is 13.*looks truncated"):
+        m4.load(root, "Weekly")

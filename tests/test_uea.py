@@ -172,7 +172,7 @@ def _write(folder: Path, name: str, train: str, test: str | None = None) -> Path
     return folder / name / f"{name}_TRAIN.ts"
 
 
-def test_question_marks_are_interpolated_like_pandas(tmp_path):
+def test_question_marks_are_interpolated_like_pandas(tmp_path, caplog):
     body = "1,?,3,?:?,?,4,6:a\n# a comment line between cases\n\n2,4,?,8,?:5,?,?,?,1:b\n"
     path = _write(tmp_path, "Tiny", HEADER + body)
     raw = uea.read_ts(path)
@@ -183,9 +183,13 @@ def test_question_marks_are_interpolated_like_pandas(tmp_path):
     for case, done in zip(raw.cases, filled):  # official: interpolate(method='linear', limit_direction='both')
         expected = pd.DataFrame(case).interpolate(method="linear", limit_direction="both").to_numpy()
         np.testing.assert_array_equal(done, expected)
-    splits = uea.load(_dataset("Tiny"), tmp_path, seed=0)
+    with caplog.at_level("INFO", logger="symtime_repro.data.uea"):
+        splits = uea.load(_dataset("Tiny"), tmp_path, seed=0)
     assert not torch.isnan(splits.train.x).any()
     assert splits.seq_len == 5 and splits.train.lengths.tolist() == [4, 5]
+    # The official policy is applied and said: 4 + 5 values filled in the two cases of each file.
+    assert "Tiny_TRAIN.ts has 9 missing value(s) in 2 case(s) (first: case 1); filled by linear interpolation" \
+        in caplog.text
 
 
 def test_all_missing_dimension_is_refused(tmp_path):

@@ -20,6 +20,7 @@ once, chunk by chunk, straight into the scaled float32 array that we keep (43 MB
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -32,6 +33,8 @@ from ..errors import UserError
 from . import resolve_data_file
 from .csv_series import numeric_values
 from .windows import SlidingWindows
+
+log = logging.getLogger(__name__)
 
 VAL_FRACTION = 0.2  # official: val = scaled train[int(0.8 * T):]
 CHUNK_ROWS = 65536  # rows scaled or checked at a time, so a big memory-mapped file is never copied whole
@@ -181,6 +184,10 @@ def _psm_values(frame: pd.DataFrame, path: Path) -> np.ndarray:
         row, col = np.argwhere(garbage)[0]
         raise UserError(f"dataset PSM: {path} line {row + 2}, column '{columns[col]}' holds "
                         f"{str(frame[columns[col]].iloc[row])[:40]!r}, not a number; fix or remove that row")
+    empty = int(values.isna().to_numpy().sum())
+    if empty:
+        log.info("dataset PSM: %s has %d empty cell(s); set to 0 before scaling, as the official loader does "
+                 "(np.nan_to_num)", path, empty)
     return np.nan_to_num(values.to_numpy(dtype=np.float64))
 
 

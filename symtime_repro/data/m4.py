@@ -230,13 +230,16 @@ def _build_split_arrays(info: PatternInfo, train_path: Path, test_path: Path) ->
     if only_test:
         raise UserError(f"series {only_test[0]} is in {test_path} but not in {train_path}"
                         f"{_and_more(only_test)}; the two files must hold the same series")
-    # TSLib needs >= 2 points to draw a training window (randint(max(1, n - limit), n)), and MASE
-    # needs more than `frequency` points for its seasonal-naive scale (M4's shortest are far longer).
-    min_points = max(2, info.frequency + 1)
+    # Every M4 series is longer than its horizon (the shortest Yearly ones hold 13 points for a
+    # horizon of 6), so a shorter row is a damaged file. TSLib would zero-pad it and train on it
+    # silently. The floor also covers what the method needs: >= 2 points to draw a training window
+    # (randint(max(1, n - limit), n)) and more than `frequency` for MASE's seasonal-naive scale.
+    min_points = max(2, info.frequency + 1, info.horizon)
     for series_id, history, line in zip(train_ids, train, train_lines):
         if len(history) < min_points:
             raise UserError(f"{train_path} line {line}, id {series_id}: {len(history)} value(s), but a {info.name} "
-                            f"series needs at least {min_points} (window sampling and MASE at lag {info.frequency})")
+                            f"series needs at least {min_points} (its horizon is {info.horizon}, and MASE looks back "
+                            f"{info.frequency}); the row looks truncated - download the file again from {M4_REPO}")
     test_by_id = {}
     for series_id, row, line in zip(test_ids, test_rows, test_lines):
         if len(row) != info.horizon:

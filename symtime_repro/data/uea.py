@@ -58,6 +58,7 @@ Dataset config fields used here:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -68,6 +69,8 @@ from torch.utils.data import Dataset
 
 from ..errors import UserError
 from . import resolve_data_file
+
+log = logging.getLogger(__name__)
 
 ARCHIVE = "https://www.timeseriesclassification.com (Multivariate_ts.zip) or Time-Series-Library's dataset folder"
 SUBSAMPLE_LIMIT = 256   # TSLib uea.subsample(limit=256, factor=2)
@@ -303,6 +306,16 @@ def interpolate_missing(case: np.ndarray) -> np.ndarray:
     return case
 
 
+def log_missing(cases: Sequence[np.ndarray], path: Path, dataset: str) -> None:
+    """Say how many values the official interpolation is about to fill (step 2 of the module doc)."""
+    per_case = [int(np.isnan(case).sum()) for case in cases]
+    if any(per_case):
+        first = next(k for k, n in enumerate(per_case) if n)
+        log.info("dataset %s: %s has %d missing value(s) in %d case(s) (first: case %d); filled by linear "
+                 "interpolation over time, as the official UEA loader does", dataset, path, sum(per_case),
+                 sum(1 for n in per_case if n), first + 1)
+
+
 def split_statistics(cases: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and std (ddof=1, as pandas) over every real step of ``cases``."""
     rows = np.concatenate(list(cases), axis=0)
@@ -428,6 +441,7 @@ def load(dataset_cfg, root: str | Path, seed: int) -> UEASplits:
     prepared, subsampled = [], []
     for ts in (train_file, test_file):
         cases, fired = subsample_ragged(ts.cases, ts.dim_lengths)
+        log_missing(cases, ts.path, name)
         cases = [interpolate_missing(case) for case in cases]
         for k, case in enumerate(cases):
             empty = np.flatnonzero(np.isnan(case).all(axis=0))
