@@ -7,11 +7,17 @@ stderr and exit status 2, and leaves no ``metrics.json``.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m symtime_repro`: a signal while Hydra and torch import is one line too
+    from symtime_repro.preemption import exit_on_signal_while_starting
+
+    exit_on_signal_while_starting()
+
 import errno
 import logging
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Optional
 
 import hydra
@@ -23,17 +29,22 @@ from omegaconf.errors import OmegaConfBaseException
 from .allocator import restart_with_mimalloc
 from .config import register_configs
 from .errors import Preempted, RunFailed, UserError
+from .preemption import EXIT_PREEMPTED, StopRequest, requeue_slurm_job
 
 log = logging.getLogger("symtime_repro")
 EXIT_USER_ERROR = 2
 EXIT_RUN_FAILED = 3  # the run started and failed (metrics.json says why)
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after saving; run again with resume=true
 
 register_configs()
+
+# Whether Hydra finished composing and called our app: an error before that is the user's override.
+# A plain object: under `python -m` joblib's workers receive hydra_main by value, with what it uses.
+_app = SimpleNamespace(entered=False)
 
 
 @hydra.main(config_path="pkg://symtime_repro.conf", config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> None:
+    _app.entered = True  # composition is over: from here on an exception is ours, not the user's override
     from .run import run  # imported here so `--help` and config errors stay fast
 
     logging.captureWarnings(True)
@@ -46,10 +57,6 @@ def hydra_main(cfg: DictConfig) -> None:
     except RunFailed as exc:
         log.error("error: %s", exc)
         sys.exit(EXIT_RUN_FAILED)
-    except Preempted as exc:
-        log.warning("%s", exc)
-        requeue_slurm_job()
-        sys.exit(EXIT_PREEMPTED)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -59,32 +66,35 @@ def hydra_main(cfg: DictConfig) -> None:
                   "(each is written whole or not at all). Free space and continue with resume=true "
                   "hydra.run.dir=%s", exc.filename or "a file", exc.strerror, run_dir, run_dir)
         sys.exit(EXIT_RUN_FAILED)
-    except KeyboardInterrupt:
-        log.error("interrupted; continue from the last finished epoch with: resume=true hydra.run.dir=%s", run_dir)
-        sys.exit(130)
 
 
-def requeue_slurm_job() -> None:
-    """Under SLURM, put this job back in the queue; when it starts again it resumes by itself
-    (SLURM_RESTART_COUNT > 0 implies resume=true). Only process 0 of a torchrun job asks."""
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job or os.environ.get("RANK", "0") != "0" or os.environ.get("SYMTIME_REPRO_REQUEUE", "1") == "0":
-        return
-    import subprocess
+def config_groups() -> dict[str, list[str]]:
+    """The config groups of conf/ and their options (dataset: [ECL, ETTh1, …])."""
+    from importlib.resources import files
 
-    try:
-        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("could not requeue SLURM job %s (%s); resubmit it with resume=true", job, exc)
-        return
-    if done.returncode == 0:
-        log.warning("requeued SLURM job %s: it resumes from the saved state when it starts again", job)
-    else:
-        log.warning("scontrol requeue %s failed (%s); resubmit it with resume=true", job, done.stderr.strip())
+    def options(folder, prefix: str = "") -> list[str]:  # experiment/ nests one level: long_term/ETTh1_96
+        found = []
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.name.startswith("_"):
+                found += options(entry, f"{prefix}{entry.name}/")
+            elif entry.name.endswith(".yaml"):
+                found.append(prefix + entry.name[:-5])
+        return sorted(found)
+
+    root = files("symtime_repro.conf")
+    return {group.name: options(group) for group in root.iterdir() if group.is_dir() and not group.name.startswith("_")}
 
 
-def describe_config_error(exc: BaseException) -> str:
+def describe_config_error(exc: BaseException, argv: Optional[list[str]] = None) -> str:
     """One line for a Hydra/OmegaConf composition error: what is wrong and the valid choices."""
+    if not isinstance(exc, (HydraException, OmegaConfBaseException)):  # Hydra's plain ValueError / TypeError
+        groups = config_groups()
+        for arg in argv or []:
+            key, _, value = arg.lstrip("+~").partition("=")
+            if key in groups and value not in groups[key]:
+                return (f"{arg}: a config group takes the name of one of its options; choose one of: "
+                        f"{', '.join(groups[key])}")
+        return f"cannot compose the configuration from these overrides: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and "/" in exc.missing_cfg_file:
         group, _, choice = exc.missing_cfg_file.rpartition("/")
         options = ", ".join(sorted(exc.options or []))
@@ -143,10 +153,27 @@ def launch(hydra_app: Callable[[], None]) -> None:
     # HYDRA_FULL_ERROR=1 makes Hydra raise them to us instead of printing (a user's own setting wins).
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     restart_with_mimalloc()  # returns unless mimalloc is installed and not yet preloaded
+    _app.entered = False
     try:
-        hydra_app()
+        # SIGTERM / SIGINT from here on end the command with status 75 and one line; a run replaces
+        # this with its own handling while it lasts (training saves at the next step boundary).
+        with StopRequest():
+            hydra_app()
+    except Preempted as exc:
+        log.warning("%s", exc)
+        requeue_slurm_job()
+        sys.exit(EXIT_PREEMPTED)
     except (HydraException, OmegaConfBaseException) as exc:
         print(f"error: {describe_config_error(exc)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except BrokenPipeError:  # `--help | head`: the reader has gone; say nothing more (Python's own recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except (ValueError, TypeError) as exc:
+        if _app.entered:  # after our app started, a bug shows its traceback
+            raise
+        # Hydra raises plain ValueError / TypeError for some overrides it cannot compose (dataset=-1, dataset=[1,2]).
+        print(f"error: {describe_config_error(exc, sys.argv[1:])}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -72,4 +73,8 @@ def restart_with_mimalloc() -> None:
     argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
     sys.stdout.flush()
     sys.stderr.flush()
+    # A SIGTERM / SIGINT while the new image starts would meet Python's default handling (killed, or
+    # a KeyboardInterrupt traceback). Held back here, it stays pending across execve and is taken by
+    # our own handler once the new process has installed it (preemption.StopRequest unblocks).
+    signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGTERM, signal.SIGINT))
     os.execve(sys.executable, [sys.executable, *argv[1:]], env)

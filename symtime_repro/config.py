@@ -7,6 +7,7 @@ Hydra checks *types* while it merges overrides (``trainer.lr=abc`` fails there, 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -165,6 +166,16 @@ def _require(ok: bool, message: str) -> None:
         raise UserError(message)
 
 
+def _check_int64(node: Any, prefix: str = "") -> None:
+    """Every integer must fit torch's int64 (a 20-digit typo would otherwise fail deep inside torch)."""
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_int64(value, f"{prefix}{f.name}.")
+        elif isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+            raise UserError(f"{prefix}{f.name}={value} is out of range (integers must lie within ±9.2e18)")
+
+
 def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     """Turn the composed config into a typed :class:`RunConfig`, or raise one clear UserError."""
     if isinstance(cfg, RunConfig):
@@ -175,6 +186,7 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
         except Exception as exc:  # omegaconf names the key in its message
             raise UserError(f"invalid configuration: {exc}".splitlines()[0]) from exc
     t, m, tr, d = run.task, run.model, run.trainer, run.dataset
+    _check_int64(run)
 
     _require(_task_module_exists(t.name), f"task.name={t.name!r}: no module symtime_repro/tasks/{t.name}.py implements it")
     derived = t.name in ("short_term", "classification")  # M4 horizons / UEA lengths come from the data
@@ -231,6 +243,11 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     _require(tr.optimizer in ("adam", "radam"), f"trainer.optimizer must be adam or radam, got {tr.optimizer!r}")
     _require(tr.patience >= 1, f"trainer.patience must be >= 1, got {tr.patience}")
     _require(tr.num_workers >= 0, f"trainer.num_workers must be >= 0, got {tr.num_workers}")
+    from .device import usable_cpus  # here: device imports torch, which `--help` need not wait for
+
+    cpus = usable_cpus()  # more loader processes than 4 per CPU only cost memory (each holds a copy of the data)
+    _require(tr.num_workers <= 4 * cpus, f"trainer.num_workers={tr.num_workers} is more than 4 per CPU this process "
+                                         f"may use ({cpus}); use at most {4 * cpus}")
     _require(tr.on_nonfinite in ("stop", "skip"), f"trainer.on_nonfinite must be stop or skip, got {tr.on_nonfinite!r}")
     _require(tr.grad_clip is None or tr.grad_clip > 0, f"trainer.grad_clip must be null or positive, got {tr.grad_clip}")
     for key in ("limit_train_batches", "limit_eval_batches"):

@@ -16,6 +16,7 @@ import os
 import platform
 import resource
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import torch
@@ -81,6 +82,33 @@ class Device:
     @property
     def pin_memory(self) -> bool:
         return self.kind in ("cuda", "npu")
+
+
+CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
+
+
+def host_memory_bytes() -> Optional[int]:
+    """Memory this process may use (models are built there before moving to a device), or None: the
+    machine's physical memory, or its cgroup's limit where that is lower (a SLURM --mem, a container)."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        return None
+    for path in CGROUP_MEMORY_LIMITS:
+        try:
+            limit = int(Path(path).read_text().strip())  # "max" (no limit) is not a number
+        except (OSError, ValueError):
+            continue
+        memory = min(memory, limit)
+    return memory
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (a SLURM or container limit, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def setup(cfg, dist: Optional["Dist"] = None) -> Device:

@@ -1,4 +1,4 @@
-"""The one exception type the command line turns into a single readable line."""
+"""The exceptions the command line turns into a single readable line and an exit status."""
 
 
 class UserError(Exception):
@@ -19,15 +19,30 @@ class RunFailed(Exception):
         self.details = details  # what metrics.json records beside the reason (epoch, step, …)
 
 
-class Preempted(Exception):
-    """Training stopped on SIGTERM / SIGINT after saving its state at a step boundary: the CLI exits
-    with status 75 ("try again"), and ``resume=true`` continues exactly where it stopped."""
+class Preempted(BaseException):
+    """The run stopped on SIGTERM / SIGINT: the CLI exits with status 75 ("try again"), and the same
+    command plus ``resume=true`` continues. In training the state is saved at the step (or epoch)
+    boundary first; before training nothing is lost, and during the test the training is already saved.
 
-    def __init__(self, signum: "int | None", epoch: int, step: int, run_dir) -> None:
+    A BaseException, as KeyboardInterrupt is: it can be raised from a signal handler anywhere, and
+    code that catches ``Exception`` (logging handlers, Hydra's job runner, libraries) must let it pass.
+    """
+
+    def __init__(self, signum: "int | None", run_dir=None, epoch: "int | None" = None, step: "int | None" = None,
+                 phase: str = "training") -> None:
         import signal
 
         what = signal.Signals(signum).name if signum else "a signal to another process of this run"
-        super().__init__(f"stopped by {what} inside epoch {epoch} after step {step}; the state is saved in "
-                         f"{run_dir}/last.pt: continue with the same command plus resume=true "
-                         f"hydra.run.dir={run_dir}")
-        self.signum, self.epoch, self.step, self.run_dir = signum, epoch, step, run_dir
+        again = f"resume=true hydra.run.dir={run_dir}"
+        if phase == "set-up":
+            message = "during set-up, before training started; nothing is lost: run the same command again"
+            if run_dir is not None:
+                message += f" (plus {again} to continue an interrupted run there)"
+        elif phase == "testing":
+            message = (f"during testing; the trained model is saved in {run_dir}: the same command plus {again} "
+                       f"runs the test again")
+        else:
+            where = f"inside epoch {epoch} after step {step}" if step else f"after epoch {epoch}"
+            message = f"{where}; the state is saved in {run_dir}/last.pt: continue with the same command plus {again}"
+        super().__init__(f"stopped by {what} {message}")
+        self.signum, self.epoch, self.step, self.phase, self.run_dir = signum, epoch, step, phase, run_dir

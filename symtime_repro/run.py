@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -25,8 +26,9 @@ from .config import RunConfig, validate
 from .data import check_files
 from .errors import RunFailed, UserError
 from .files import RunDirLock, write_json
-from .models import load_model_weights, load_pretrained_encoder, read_checkpoint
+from .models import encoder_state_size, load_model_weights, load_pretrained_encoder, read_checkpoint
 from .tasks import Splits, Task, make_task
+from .preemption import StopRequest, requeued
 from .trainer import RESUME_FILE, FitResult, Trainer, compile_model, load_resume_state
 
 log = logging.getLogger(__name__)
@@ -65,12 +67,51 @@ def finished_metrics(run_dir: Path) -> Optional[dict[str, Any]]:
     return metrics if isinstance(metrics, dict) and metrics.get("status") == "completed" else None
 
 
-def requeued() -> bool:
-    """A SLURM job that was requeued (after a preemption) and started again."""
+def check_fits_in_memory(rc: RunConfig, enc_in: int) -> None:
+    """Refuse sizes whose weights or padded windows alone exceed the memory this process may use,
+    before anything is built. An allocation that large often succeeds on paper on Linux
+    (overcommit), and the kernel then kills the process without a word: no line, no metrics."""
+    memory = devices.host_memory_bytes()
+    if memory is None:
+        return
+    m, gib = rc.model, 2**30
+    values = encoder_state_size(m)
+    if values * 4 > memory:
+        raise UserError(f"model.n_layers={m.n_layers}, model.d_model={m.d_model}, model.d_ff={m.d_ff} make an encoder "
+                        f"of {values:,} values ({values * 4 / gib:,.1f} GiB as float32), more than the "
+                        f"{memory / gib:.1f} GiB of memory of this machine; choose a smaller model "
+                        f"(model=symtime_small, or lower those three)")
+    if m.use_avg and rc.task.name != "classification":  # the trend is a moving average over replicated ends
+        batch = max(rc.trainer.batch_size, rc.trainer.eval_batch_size or 0)
+        steps = rc.task.seq_len + m.moving_avg - 1
+        padded = 4 * batch * enc_in * steps
+        if padded > memory:
+            raise UserError(f"model.moving_avg={m.moving_avg} pads each window to {steps:,} steps: a batch of {batch} "
+                            f"windows x {enc_in} channels takes {padded / gib:,.1f} GiB, more than the "
+                            f"{memory / gib:.1f} GiB of memory of this machine; use a kernel about as long as the "
+                            f"window or shorter (official: 25)")
+
+
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "Cannot allocate memory")
+
+
+@contextlib.contextmanager
+def out_of_memory_fails_the_run(stop: StopRequest):
+    """An allocation that fails becomes one line naming the phase, the size and what to lower."""
     try:
-        return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
-    except ValueError:
-        return False
+        yield
+    except RuntimeError as exc:  # torch.OutOfMemoryError (CUDA) is a RuntimeError; the CPU allocator raises one
+        text = str(exc)
+        if not (isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or any(s in text for s in OUT_OF_MEMORY)):
+            raise
+        asked = re.search(r"allocate ([\d.]+ ?[KMGT]iB|\d+ bytes)", text)
+        size = asked.group(1) if asked else "more than is free"
+        if asked and asked.group(1).endswith("bytes"):
+            size = f"{int(asked.group(1).split()[0]) / 2**30:,.1f} GiB"
+        raise RunFailed(f"out of memory during {stop.phase} (it tried to allocate {size}); lower trainer.batch_size "
+                        f"(trainer.eval_batch_size for evaluation), task.seq_len, or the model size (model.d_model, "
+                        f"model.d_ff, model.n_layers; model.stride and model.moving_avg also set the size of a "
+                        f"window's padding)", phase=stop.phase) from None
 
 
 def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, torch.nn.Module, Dist]:
@@ -91,6 +132,7 @@ def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, t
 
     task = make_task(rc)
     splits = task.datasets()
+    check_fits_in_memory(rc, splits.info.get("enc_in", 1))
     log.info("data: %s (%s), %d channels, windows train/val/test = %d/%d/%d", rc.dataset.name,
              splits.info.get("file", ""), splits.info.get("enc_in", 0), len(splits.train), len(splits.val),
              len(splits.test))
@@ -124,23 +166,34 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if done is not None:  # a re-run sweep skips the jobs that already finished
             log.info("resume=true: %s already finished (metrics.json); nothing to do", run_dir)
             return done
-    rc, device, task, splits, model, dist = prepare(cfg)
-    try:
-        with RunDirLock(run_dir) if dist.is_main else contextlib.nullcontext():
-            return _train_and_test(rc, device, task, splits, model, dist, run_dir, wall_started)
-    finally:
-        distributed.shutdown(dist)
+    with StopRequest(run_dir) as stop:  # SIGTERM / SIGINT: Preempted (exit 75), at a step boundary in training
+        with out_of_memory_fails_the_run(stop):
+            rc, device, task, splits, model, dist = prepare(cfg)
+        try:
+            with RunDirLock(run_dir) if dist.is_main else contextlib.nullcontext():
+                try:
+                    with out_of_memory_fails_the_run(stop):
+                        return _train_and_test(rc, device, task, splits, model, dist, run_dir, wall_started, stop)
+                except RunFailed as exc:
+                    if dist.is_main:  # never a metrics file that looks like a success
+                        write_json(run_dir / "metrics.json", {
+                            "status": "failed", "reason": str(exc), **exc.details, "task": rc.task.name,
+                            "dataset": rc.dataset.name, "mode": rc.mode, "device": device.kind, "seed": rc.seed,
+                            "experiment": rc.experiment})
+                    raise
+        finally:
+            distributed.shutdown(dist)
 
 
 def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: torch.nn.Module, dist: Dist,
-                    run_dir: Path, wall_started: float) -> dict[str, Any]:
+                    run_dir: Path, wall_started: float, stop: StopRequest) -> dict[str, Any]:
     # Under torchrun only process 0's run dir is real; the others read what it writes (resume).
     run_dir = Path(distributed.broadcast(str(run_dir), dist))
     compiled = compile_model(model, device) if rc.trainer.compile else False
     device.reset_peak_memory()
 
     record = dataclasses.asdict(rc)  # after the task filled in derived values (e.g. M4 horizons)
-    trainer = Trainer(rc.trainer, device, run_dir, rc.seed, record, dist)
+    trainer = Trainer(rc.trainer, device, run_dir, rc.seed, record, dist, stop)
     fit = FitResult()
     resumed_from = None
     if rc.mode == "train":
@@ -148,16 +201,11 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
         if rc.resume and resume_state is None:
             log.info("resume=true: no %s in %s yet; starting at epoch 1", RESUME_FILE, run_dir)
         resumed_from = resume_state["epoch"] if resume_state else None
-        try:
-            fit = trainer.fit(task, model, splits, resume_state)
-        except RunFailed as exc:
-            if dist.is_main:  # never a metrics file that looks like a success
-                write_json(run_dir / "metrics.json", {"status": "failed", "reason": str(exc), **exc.details,
-                                                      "task": rc.task.name, "dataset": rc.dataset.name,
-                                                      "mode": rc.mode, "device": device.kind, "seed": rc.seed,
-                                                      "experiment": rc.experiment})
-            raise
+        stop.check()  # a signal during set-up whose raise was swallowed (e.g. inside a log call)
+        fit = trainer.fit(task, model, splits, resume_state)
 
+    stop.phase = "testing"
+    stop.check()
     if not dist.is_main:  # process 0 tests the best weights on the whole split and writes the results
         return broadcast_metrics(None, dist)
     started = time.perf_counter()

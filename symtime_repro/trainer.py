@@ -9,6 +9,7 @@ evaluates the test set every epoch, only to print it; we don't).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import io
@@ -17,9 +18,7 @@ import math
 import os
 import random
 import shutil
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from itertools import islice
@@ -37,6 +36,7 @@ from .distributed import Dist, broadcast
 from .errors import Preempted, RunFailed, UserError
 from .files import atomic_write_bytes, write_csv
 from .models import save_checkpoint
+from .preemption import StopRequest
 from .tasks import Splits, Task
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,9 @@ def load_resume_state(run_dir: Path, config_record: dict) -> Optional[dict]:
 
 class Trainer:
     def __init__(self, cfg, device: Device, run_dir: Path, seed: int, config_record: dict,
-                 dist: Dist = Dist()) -> None:
+                 dist: Dist = Dist(), stop: Optional[StopRequest] = None) -> None:
         self.cfg = cfg  # TrainerConfig
+        self.stop = stop  # the run's SIGTERM / SIGINT handling; fit() makes its own when None
         self.device = device
         self.run_dir = Path(run_dir)
         self.seed = seed
@@ -341,19 +342,21 @@ class Trainer:
             where = f", inside epoch {in_epoch['epoch']} after step {in_epoch['steps']}" if in_epoch else ""
             log.info("resumed after epoch %d%s (best so far: epoch %d, val %s %.6f)", result.epochs_run, where,
                      result.best_epoch, monitor, result.best_value)
-        stop = StopRequest(dist, self.device.torch_device)
+        # The run's signal handling (run.py), or this fit's own when the trainer is used alone.
+        stop = self.stop or StopRequest(self.run_dir, dist, self.device.torch_device)
+        stop.dist, stop.device, stop.phase = dist, self.device.torch_device, "training"
         train_model = self._parallel(model)  # after restoring: DDP starts from process 0's weights
         log.info("training: %d windows (%d batches of %d%s), %d validation windows, up to %d epochs",
                  len(splits.train), len(train_loader), cfg.batch_size,
                  f" over {dist.world} processes" if dist.enabled else "", len(splits.val), cfg.epochs)
 
-        with stop:
+        with stop if self.stop is None else contextlib.nullcontext():
             self._epochs(task, model, train_model, splits, optimizer, scaler, params, train_loader, result,
                          bad_epochs, best_state, in_epoch, stop)
         return result
 
     def _epochs(self, task, model, train_model, splits, optimizer, scaler, params, train_loader, result: FitResult,
-                bad_epochs: int, best_state: Optional[dict], in_epoch: Optional[dict], stop: "StopRequest") -> None:
+                bad_epochs: int, best_state: Optional[dict], in_epoch: Optional[dict], stop: StopRequest) -> None:
         cfg, dist = self.cfg, self.dist
         monitor, mode = task.monitor
         higher_is_better = mode == "max"
@@ -396,7 +399,7 @@ class Trainer:
                     state = {"epoch": epoch, "steps": done + step + 1, "totals": totals.tolist(),
                              "seconds": time.perf_counter() - started}
                     self._save_resume_state(model, optimizer, scaler, result, bad_epochs, state)
-                    raise Preempted(stop.signum, epoch, done + step + 1, self.run_dir)
+                    raise Preempted(stop.signum, self.run_dir, epoch, done + step + 1)
             progress.close()
             self._stop_if_nonfinite(first_bad, epoch)
             if dist.enabled:
@@ -442,6 +445,8 @@ class Trainer:
                     for group in optimizer.param_groups:
                         group["lr"] = new_lr
             self._save_resume_state(model, optimizer, scaler, result, bad_epochs)
+            if stop.requested():  # the signal came during validation: the epoch is saved whole
+                raise Preempted(stop.signum, self.run_dir, epoch)
             if result.stopped_early:
                 break
 
@@ -453,43 +458,6 @@ class Trainer:
         else:
             model.load_state_dict(best_state)
             log.info("restored the best weights (epoch %d, val %s %.6f)", result.best_epoch, monitor, result.best_value)
-
-
-class StopRequest:
-    """SIGTERM / SIGINT while training: remembered and acted on at the next step boundary (the state
-    is saved, then :class:`Preempted` is raised); a second signal ends the process at once.
-
-    Under torchrun the processes agree every step, so all of them stop after the same step.
-    """
-
-    def __init__(self, dist: Dist, device: torch.device) -> None:
-        self.dist, self.device = dist, device
-        self.signum: Optional[int] = None
-        self._previous: dict = {}
-
-    def __enter__(self) -> "StopRequest":
-        if threading.current_thread() is threading.main_thread():  # signals reach only the main thread
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-
-    def _handle(self, signum, frame) -> None:
-        if self.signum is not None:
-            os._exit(128 + signum)  # asked twice: stop now, without saving
-        self.signum = signum
-        log.warning("received %s: saving the run at the end of this step (send it again to stop at once)",
-                    signal.Signals(signum).name)
-
-    def requested(self) -> bool:
-        if not self.dist.enabled:
-            return self.signum is not None
-        flag = torch.tensor(1 if self.signum is not None else 0, device=self.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return bool(flag)
 
 
 class _Progress:

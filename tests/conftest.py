@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -64,3 +65,51 @@ def trained_run(tmp_path_factory) -> Path:
     result = run_cli(TINY, run_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
+
+
+def run_cli_in_process(args: list[str]) -> int:
+    """``python -m symtime_repro ARGS`` inside this process (no interpreter start: a fraction of a
+    second a run); the exit status. Use it through the ``cli_in_process`` fixture."""
+    from symtime_repro.__main__ import main
+
+    saved = sys.argv
+    sys.argv = ["symtime_repro", *args]
+    try:
+        main()
+        return 0
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = saved
+
+
+@pytest.fixture
+def cli_in_process(monkeypatch):
+    """run_cli_in_process, with the process left as it was: no mimalloc re-exec, and the logging
+    Hydra configures for each run (handlers on this test's captured streams and on the run's
+    run.log) removed again, so later tests do not log into closed streams."""
+    monkeypatch.setenv("SYMTIME_REPRO_ALLOCATOR", "system")  # the re-exec would leave this process
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.chdir(REPO)
+    saved = _logging_state()
+    yield run_cli_in_process
+    _restore_logging(saved)
+
+
+def _loggers() -> list[logging.Logger]:
+    return [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]
+
+
+def _logging_state() -> dict:
+    return {logger: (logger.handlers[:], logger.level, logger.propagate, logger.disabled) for logger in _loggers()}
+
+
+def _restore_logging(saved: dict) -> None:
+    for logger in _loggers():
+        handlers, level, propagate, disabled = saved.get(logger, ([], logging.NOTSET, True, False))
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate, logger.disabled = propagate, disabled

@@ -93,6 +93,14 @@ ERROR_CASES = {
     "missing target": (["dataset.target=NOPE"], "target column 'NOPE' is not in"),
     "bad forward layers": (["model.forward_layers=9"], "model.forward_layers must be in 1..model.n_layers"),
     "test without ckpt": (["mode=test"], "mode=test needs a checkpoint"),
+    # Sizes that cannot fit: refused before anything is allocated (the kernel would kill the process).
+    "huge encoder": (["model.d_model=2147483648", "model.n_heads=1"], "model.n_layers=6, model.d_model=2147483648, "
+                     "model.d_ff=2048 make an encoder of 110,680,528,162,392,125,459 values"),
+    "huge moving average": (["model.moving_avg=2147483647"], "model.moving_avg=2147483647 pads each window to "
+                            "2,147,483,742 steps: a batch of 8 windows x 7 channels takes 448.0 GiB"),
+    "huge projection": (["task=classification", "dataset=JapaneseVowels", "model.out_channels=4294967296"],
+                        "classification would need 8589934593 tokens but the encoder has 5000 positions"),
+    "integer past int64": (["seed=9223372036854775808"], "seed=9223372036854775808 is out of range"),
 }
 
 

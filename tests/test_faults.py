@@ -207,3 +207,126 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path):
     assert saved["epoch"] == 1  # the previous checkpoint, whole
     assert not (run_dir / "metrics.json").exists()
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]  # no half-written leftovers
+
+
+# --- a signal in every phase of a run: set-up, validation, testing, or any random moment ------------
+
+import random  # noqa: E402
+import time  # noqa: E402
+
+from conftest import run_cli_in_process  # noqa: E402,F401  (the cli_in_process fixture hands it out)
+
+
+def signal_self_on_call(monkeypatch, owner, name: str, sig=signal.SIGTERM) -> None:
+    """``owner.name`` sends ``sig`` to this very process on its first call, then does its real work:
+    a real signal, delivered exactly in the phase that calls it."""
+    real, calls = getattr(owner, name), []
+
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), sig)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapped)
+
+
+def stopped_line(capfd) -> str:
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err, err[-3000:]
+    lines = [line for line in (out + err).splitlines() if "stopped by SIG" in line]
+    assert len(lines) == 1, err[-3000:]
+    return lines[0]
+
+
+def test_a_signal_during_set_up_stops_at_once_and_writes_no_result(tmp_path, cli_in_process, monkeypatch, capfd):
+    import symtime_repro.run as run_module
+
+    signal_self_on_call(monkeypatch, run_module, "check_model_fits", signal.SIGINT)  # data read, model not built
+    run_dir = tmp_path / "run"
+    assert cli_in_process([*TINY, f"hydra.run.dir={run_dir}"]) == 75
+    assert "stopped by SIGINT during set-up, before training started; nothing is lost" in stopped_line(capfd)
+    assert not [p.name for p in run_dir.iterdir() if p.name in ("metrics.json", "last.pt", "checkpoint.pt", ".lock")]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the process is left as it was
+
+
+def test_a_signal_during_validation_saves_the_whole_epoch(tmp_path, cli_in_process, monkeypatch, capfd, trained_run):
+    signal_self_on_call(monkeypatch, Trainer, "evaluate")
+    run_dir = tmp_path / "run"
+    assert cli_in_process([*TINY, f"hydra.run.dir={run_dir}"]) == 75
+    assert "stopped by SIGTERM after epoch 1; the state is saved" in stopped_line(capfd)
+    assert torch.load(run_dir / "last.pt", weights_only=False)["in_epoch"] is None  # a finished epoch, not a part
+    monkeypatch.undo()
+    result = run_cli([*TINY, "resume=true"], run_dir)
+    assert result.returncode == 0 and "resumed after epoch 1 (" in result.stderr, result.stderr[-2000:]
+    assert (read_metrics(run_dir)["mse"], read_metrics(run_dir)["mae"]) == \
+        (read_metrics(trained_run)["mse"], read_metrics(trained_run)["mae"])
+
+
+def test_a_signal_during_testing_keeps_the_training_and_resume_tests_again(tmp_path, cli_in_process, monkeypatch,
+                                                                         capfd, trained_run):
+    signal_self_on_call(monkeypatch, Trainer, "test")
+    run_dir = tmp_path / "run"
+    assert cli_in_process([*TINY, f"hydra.run.dir={run_dir}"]) == 75
+    assert "stopped by SIGTERM during testing; the trained model is saved" in stopped_line(capfd)
+    assert {"checkpoint.pt", "last.pt", "history.csv"} <= {p.name for p in run_dir.iterdir()}
+    assert not (run_dir / "metrics.json").exists()
+    monkeypatch.undo()
+    result = run_cli([*TINY, "resume=true"], run_dir)
+    assert result.returncode == 0 and "resumed after epoch 2 (" in result.stderr, result.stderr[-2000:]
+    assert read_metrics(run_dir)["epochs_run"] == 2  # no epoch trained again, the test run once more
+    assert (read_metrics(run_dir)["mse"], read_metrics(run_dir)["mae"]) == \
+        (read_metrics(trained_run)["mse"], read_metrics(trained_run)["mae"])
+
+
+# Moments drawn from a fixed seed, so CI sends the same signals at the same delays on every run; where
+# they land (start-up, data, a step, validation, a checkpoint write, the test) varies with the machine.
+RANDOM_MOMENTS = random.Random(2025)
+SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGKILL]
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=[s.name for s in SIGNALS])
+def test_a_signal_at_a_random_moment_loses_nothing(sig, tmp_path, trained_run):
+    """SIGTERM, SIGINT or SIGKILL at a random moment of a real run, then the same command with
+    resume=true: the final metrics are those of the uninterrupted run, and nothing on the way was
+    a traceback or a metrics.json that is not the final one."""
+    expected = read_metrics(trained_run)
+    span = expected["wall_seconds"] + 3.0  # the run, plus starting Python and importing torch
+    for attempt in range(2):
+        delay = RANDOM_MOMENTS.uniform(0.2, span)  # from when our code runs (Python itself starts first)
+        run_dir = tmp_path / f"run{attempt}"
+        process = start(TINY, run_dir)
+        time.sleep(delay)
+        process.send_signal(sig)
+        err = process.stderr.read()
+        code = process.wait(timeout=120)
+        context = f"{sig.name} after {delay:.2f}s: exit {code}\n{err[-2000:]}"
+        assert code in ((0, -signal.SIGKILL) if sig == signal.SIGKILL else (0, 75)), context
+        assert "Traceback" not in err, context
+        if (run_dir / "metrics.json").exists():  # only a finished run writes it: the final numbers already
+            assert read_metrics(run_dir)["status"] == "completed", context
+        result = run_cli([*TINY, "resume=true"], run_dir)
+        assert result.returncode == 0, context + "\nresume:\n" + result.stderr[-2000:]
+        got = read_metrics(run_dir)
+        assert (got["mse"], got["mae"], got["epochs_run"]) == (expected["mse"], expected["mae"],
+                                                              expected["epochs_run"]), context
+
+
+def test_running_out_of_memory_fails_the_run_in_one_line(tmp_path, cli_in_process, monkeypatch, capfd):
+    """A real allocator failure (4 TiB asked of the CPU allocator) during validation, injected there."""
+    real = Trainer.evaluate
+
+    def evaluate(self, *args, **kwargs):
+        torch.empty(2**40)  # RuntimeError: DefaultCPUAllocator: can't allocate memory
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    run_dir = tmp_path / "run"
+    assert cli_in_process([*TINY, f"hydra.run.dir={run_dir}"]) == 3
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    errors = [line for line in (out + err).splitlines() if "error:" in line]
+    assert len(errors) == 1 and "out of memory during training (it tried to allocate 4,096.0 GiB); lower " \
+        "trainer.batch_size" in errors[0], err[-2000:]
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "failed" and metrics["phase"] == "training" and "mse" not in metrics

@@ -11,7 +11,7 @@ import torch
 
 import official_layout
 from conftest import tiny_model_cfg
-from symtime_repro.models import build_model, patch_count
+from symtime_repro.models import build_model, encoder_state_size, patch_count
 from symtime_repro.models.symtime import PatchEncoder
 
 SIZES = {"SymTime_small": (384, 8, 384), "SymTime_base": (512, 8, 2048), "SymTime_large": (768, 12, 3096)}
@@ -37,6 +37,16 @@ def test_encoder_state_dict_is_the_official_pretrained_layout(size):
     d_model, heads, d_ff = SIZES[size]
     encoder = PatchEncoder(16, 6, d_model, heads, d_ff, "BatchNorm", 0.1, 0.1, "gelu", forward_layers=3)
     assert _shapes(encoder) == official_layout.section(f"Pre-trained encoder file (models/params/finetuning.pth), {size}")
+
+
+@pytest.mark.parametrize("norm", ["BatchNorm", "LayerNorm"])
+@pytest.mark.parametrize("size", SIZES)
+def test_encoder_state_size_counts_what_the_encoder_holds(size, norm):
+    """The count that refuses a model too big for memory before it is built (run.check_fits_in_memory)."""
+    d_model, heads, d_ff = SIZES[size]
+    encoder = PatchEncoder(16, 6, d_model, heads, d_ff, norm, 0.1, 0.1, "gelu", forward_layers=3)
+    cfg = tiny_model_cfg(n_layers=6, d_model=d_model, n_heads=heads, d_ff=d_ff, norm=norm)
+    assert encoder_state_size(cfg) == sum(v.numel() for v in encoder.state_dict().values())
 
 
 @pytest.mark.parametrize("task,title,kwargs", [

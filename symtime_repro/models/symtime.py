@@ -162,6 +162,20 @@ class PatchEncoder(nn.Module):
         return x
 
 
+def encoder_state_size(model_cfg) -> int:
+    """Number of values in the encoder's state dict (weights and buffers), from the config alone.
+
+    Lets a run refuse an encoder that cannot fit in memory before building it layer by layer
+    (a mistyped model.n_layers=2000000000 would otherwise build for hours, then fail).
+    """
+    d, d_ff = model_cfg.d_model, model_cfg.d_ff
+    batch_norm = model_cfg.norm.lower() == "batchnorm"
+    norm = 4 * d + 1 if batch_norm else 2 * d  # weight, bias (+ running mean, var, batch count)
+    layer = 4 * (d * d + d) + 1 + (d * d_ff + d_ff) + (d_ff * d + d) + 2 * norm  # + 1: attention scale
+    # W_P, positions buffer, [CLS] token, cls_mask, then the layers
+    return (model_cfg.patch_len * d + d) + MAX_TOKENS * d + d + 1 + model_cfg.n_layers * layer
+
+
 def _xavier_linear(module: nn.Module) -> None:
     # The official encoder's initialisation; it matters only when training from scratch.
     if isinstance(module, nn.Linear):
@@ -237,14 +251,13 @@ class SymTime(nn.Module):
             if num_classes is None or num_classes < 2:
                 raise UserError("classification needs num_classes >= 2 (derived from the data)")
             self.use_conv1d = c.conv1d
-            channels = enc_in
-            if c.conv1d:
-                self.conv1d = nn.Conv1d(enc_in, c.out_channels, kernel_size=3, stride=1, padding=1)
-                channels = c.out_channels
+            channels = c.out_channels if c.conv1d else enc_in
             tokens = channels * self.n_patches + 1  # all channels' patches in one sequence
-            if tokens > MAX_TOKENS:
+            if tokens > MAX_TOKENS:  # checked before the projection is built: out_channels may be huge
                 raise UserError(f"classification would need {tokens} tokens but the encoder has "
                                 f"{MAX_TOKENS} positions: raise model.stride or lower model.out_channels")
+            if c.conv1d:
+                self.conv1d = nn.Conv1d(enc_in, c.out_channels, kernel_size=3, stride=1, padding=1)
             self.act = nn.GELU()
             self.ln_proj = nn.LayerNorm(c.d_model * tokens)
             self.classifier = nn.Linear(c.d_model * tokens, num_classes)
