@@ -89,6 +89,22 @@ def test_truncated_file_is_reported(tmp_path):
         csv_series.load_splits(_dataset(), 96, root)
 
 
+def test_a_file_cut_short_is_refused_where_the_row_count_sets_the_borders(tmp_path, caplog):
+    """Ratio splits take 70/10/20 % of the rows: a truncated copy would move every border and score
+    another test set. ETTh1 read with the ratio split stands in for ECL, Weather, Exchange, ILI."""
+    lines = ETTH1.read_text().splitlines()
+    root = _write(tmp_path, "\n".join(lines[:15001]) + "\n")  # the header and 15000 of 17420 rows
+    with pytest.raises(UserError, match=r"ETTh1.csv has 15000 rows but the published file has 17420: it looks cut "
+                                        r"short.*python -m symtime_repro.data download ETTh1"):
+        csv_series.load_splits(_dataset(split="ratio"), 96, root)
+    # The whole file passes; a longer one (another release) runs with a warning.
+    assert len(csv_series.load_splits(_dataset(split="ratio"), 96, DATA_ROOT).train) == int(17420 * 0.7)
+    root = _write(tmp_path, "\n".join(lines + [lines[-1]]) + "\n")
+    with caplog.at_level("WARNING"):
+        csv_series.load_splits(_dataset(split="ratio"), 96, root)
+    assert "has 17421 rows, the published file 17420" in caplog.text
+
+
 def test_missing_date_column_is_reported(tmp_path):
     root = _write(tmp_path, "a,b\n1,2\n")
     with pytest.raises(UserError, match="must start with a 'date' column"):

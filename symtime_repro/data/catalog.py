@@ -15,6 +15,7 @@ never "ok".
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -281,6 +282,14 @@ def file_entry(path: str) -> Optional[tuple[Dataset, DataFile]]:
             if entry.path == path:
                 return dataset, entry
     return None
+
+
+def published_rows(path: str) -> Optional[int]:
+    """Data rows of the published CSV at ``path`` (relative to data.root), from its shape in the
+    table ("52696 x 21, 10 min"), or None where the table does not say."""
+    found = file_entry(path)
+    match = re.match(r"(\d+) x \d+", found[0].shape) if found and len(found[0].files) == 1 else None
+    return int(match.group(1)) if match else None
 
 
 def tasks() -> list[str]:

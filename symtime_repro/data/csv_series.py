@@ -84,6 +84,24 @@ def read_table(path: Path, dataset: str) -> pd.DataFrame:
     return frame
 
 
+def check_row_count(frame: pd.DataFrame, path: Path, dataset: str, relative: str, root) -> None:
+    """With ratio splits the row count sets the borders: a file cut short (an interrupted download or
+    copy) would move them and silently score another test set. A longer file is another release."""
+    from . import fetch_command
+    from .catalog import published_rows
+
+    expected = published_rows(relative)
+    if expected is None or len(frame) == expected:
+        return
+    if len(frame) < expected:
+        fetch = fetch_command(dataset, root)
+        raise UserError(f"dataset {dataset}: {path} has {len(frame)} rows but the published file has {expected}: it "
+                        f"looks cut short, and the 70/10/20 split borders would fall elsewhere. Get it again"
+                        f"{f' ({fetch})' if fetch else ''}, or check it with python -m symtime_repro.data verify")
+    log.warning("dataset %s: %s has %d rows, the published file %d; the 70/10/20 split follows this file, so "
+                "results will not compare with published ones", dataset, path, len(frame), expected)
+
+
 def check_dates(frame: pd.DataFrame, path: Path, dataset: str) -> None:
     """Dates that parse and never go back in time; repeats are logged (see the module doc)."""
     raw = frame["date"].astype(str)
@@ -163,6 +181,8 @@ def load_splits(dataset_cfg, seq_len: int, root: str | Path) -> SeriesSplits:
     if len(frame) < needed:
         raise UserError(f"dataset {name}: {path} has {len(frame)} rows but the {dataset_cfg.split} split needs "
                         f"{needed}; the file looks truncated - download it again")
+    if dataset_cfg.split == "ratio":
+        check_row_count(frame, path, name, dataset_cfg.path, root)
     if any(end - start < seq_len + 1 for start, end in borders):
         raise UserError(f"dataset {name}: task.seq_len={seq_len} is too long for its splits "
                         f"(rows per split: {[end - start for start, end in borders]})")
