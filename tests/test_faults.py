@@ -242,7 +242,7 @@ def stopped_line(capfd) -> str:
 def test_a_signal_during_set_up_stops_at_once_and_writes_no_result(tmp_path, cli_in_process, monkeypatch, capfd):
     import symtime_repro.run as run_module
 
-    signal_self_on_call(monkeypatch, run_module, "check_model_fits", signal.SIGINT)  # data read, model not built
+    signal_self_on_call(monkeypatch, run_module, "check_fits_in_memory", signal.SIGINT)  # data read, no model yet
     run_dir = tmp_path / "run"
     assert cli_in_process([*TINY, f"hydra.run.dir={run_dir}"]) == 75
     assert "stopped by SIGINT during set-up, before training started; nothing is lost" in stopped_line(capfd)
