@@ -42,9 +42,15 @@ register_configs()
 _app = SimpleNamespace(entered=False)
 
 
+def app_started() -> None:
+    """First call of every Hydra app that :func:`launch` runs: composition is over, so from here on
+    an exception is ours (a bug shows its traceback), not the user's override."""
+    _app.entered = True
+
+
 @hydra.main(config_path="pkg://symtime_repro.conf", config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> None:
-    _app.entered = True  # composition is over: from here on an exception is ours, not the user's override
+    app_started()
     from .run import run  # imported here so `--help` and config errors stay fast
 
     logging.captureWarnings(True)

@@ -212,6 +212,9 @@ def table(r: dict[str, Any], run_dir: Path) -> str:
 
 @hydra.main(config_path="pkg://symtime_repro.conf", config_name="config", version_base="1.3")
 def hydra_bench(cfg: DictConfig) -> None:
+    from .__main__ import app_started
+
+    app_started()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         bench(cfg, run_dir)

@@ -27,8 +27,8 @@ from .data import check_files
 from .errors import RunFailed, UserError
 from .files import RunDirLock, write_json
 from .models import encoder_state_size, load_model_weights, load_pretrained_encoder, read_checkpoint
-from .tasks import Splits, Task, make_task
 from .preemption import StopRequest, requeued
+from .tasks import Splits, Task, make_task
 from .trainer import RESUME_FILE, FitResult, Trainer, compile_model, load_resume_state
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
         if rc.resume and resume_state is None:
             log.info("resume=true: no %s in %s yet; starting at epoch 1", RESUME_FILE, run_dir)
         resumed_from = resume_state["epoch"] if resume_state else None
-        stop.check()  # a signal during set-up whose raise was swallowed (e.g. inside a log call)
+        stop.check()  # a signal during set-up whose raise some code swallowed
         fit = trainer.fit(task, model, splits, resume_state)
 
     stop.phase = "testing"
