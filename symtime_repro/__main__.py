@@ -7,10 +7,12 @@ stderr and exit status 2, and leaves no ``metrics.json``.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # `python -m symtime_repro`: a signal while Hydra and torch import is one line too
+if __name__ == "__main__":  # `python -m symtime_repro`, before anything heavy is imported:
+    from symtime_repro.allocator import restart_with_mimalloc
     from symtime_repro.preemption import exit_on_signal_while_starting
 
-    exit_on_signal_while_starting()
+    exit_on_signal_while_starting()  # a signal while Hydra and torch import is one line too
+    restart_with_mimalloc()  # the re-exec (when mimalloc is installed) then costs only Python's own start
 
 import errno
 import logging
