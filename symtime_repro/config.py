@@ -8,7 +8,9 @@ Hydra checks *types* while it merges overrides (``trainer.lr=abc`` fails there, 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.util
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -176,11 +178,26 @@ def _check_int64(node: Any, prefix: str = "") -> None:
             raise UserError(f"{prefix}{f.name}={value} is out of range (integers must lie within ±9.2e18)")
 
 
+def _check_known_keys(values: dict, schema: type = None, prefix: str = "") -> None:
+    """Refuse a key the schema lacks: ``++trainer.lrr=0.5`` force-adds one that no code reads, and the
+    run would otherwise go on with the default learning rate without a word."""
+    schema = schema or RunConfig
+    hints = typing.get_type_hints(schema)
+    for key, value in values.items():
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), list(hints), n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; the keys here: {', '.join(hints)}"
+            raise UserError(f"{prefix}{key} is not a configuration key{hint}")
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            _check_known_keys(value, hints[key], f"{prefix}{key}.")
+
+
 def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     """Turn the composed config into a typed :class:`RunConfig`, or raise one clear UserError."""
     if isinstance(cfg, RunConfig):
         run = cfg
     else:
+        _check_known_keys(OmegaConf.to_container(cfg, resolve=False))
         try:
             run = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), cfg))
         except Exception as exc:  # omegaconf names the key in its message

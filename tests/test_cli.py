@@ -101,6 +101,7 @@ ERROR_CASES = {
     "huge projection": (["task=classification", "dataset=JapaneseVowels", "model.out_channels=4294967296"],
                         "classification would need 8589934593 tokens but the encoder has 5000 positions"),
     "integer past int64": (["seed=9223372036854775808"], "seed=9223372036854775808 is out of range"),
+    "force-added typo": (["++trainer.lrr=0.5"], "trainer.lrr is not a configuration key; did you mean trainer.lr?"),
 }
 
 
