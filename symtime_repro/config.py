@@ -178,10 +178,9 @@ def _check_int64(node: Any, prefix: str = "") -> None:
             raise UserError(f"{prefix}{f.name}={value} is out of range (integers must lie within ±9.2e18)")
 
 
-def _check_known_keys(values: dict, schema: type = None, prefix: str = "") -> None:
+def _check_known_keys(values: dict, schema: type = RunConfig, prefix: str = "") -> None:
     """Refuse a key the schema lacks: ``++trainer.lrr=0.5`` force-adds one that no code reads, and the
     run would otherwise go on with the default learning rate without a word."""
-    schema = schema or RunConfig
     hints = typing.get_type_hints(schema)
     for key, value in values.items():
         if key not in hints:
