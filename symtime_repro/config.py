@@ -144,7 +144,10 @@ class RunConfig:
 
 
 def register_configs() -> None:
+    from .from_checkpoint import register_resolvers
+
     ConfigStore.instance().store(name="base_config", node=RunConfig)
+    register_resolvers()  # the run dir's name in conf/config.yaml
 
 
 def _task_module_exists(name: str) -> bool:

@@ -26,6 +26,7 @@ from .config import RunConfig, validate
 from .data import check_files
 from .errors import RunFailed, UserError
 from .files import RunDirLock, write_json
+from .from_checkpoint import Adopted, adopt_checkpoint_config, log_adopted, saved_config
 from .models import encoder_state_size, load_model_weights, load_pretrained_encoder, read_checkpoint
 from .preemption import StopRequest, requeued
 from .tasks import Splits, Task, make_task
@@ -33,29 +34,27 @@ from .trainer import RESUME_FILE, FitResult, Trainer, compile_model, load_resume
 
 log = logging.getLogger(__name__)
 
-# Keys a checkpoint of ours decides in mode=test: they fix the network's shape and what it was
-# trained on. Evaluation settings (mask_ratio, anomaly_ratio, test_windows) stay the user's to choose.
-CHECKPOINT_OWNED = {"task": ("name", "seq_len", "label_len", "pred_len"), "model": None,
-                    "dataset": ("features", "target", "seasonal_pattern")}
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def _adopt_checkpoint_config(cfg: DictConfig, saved: dict) -> None:
-    """In mode=test with our checkpoint, take the network's settings from the checkpoint."""
-    for section, keys in CHECKPOINT_OWNED.items():
-        stored = saved.get(section, {})
-        for key in keys or stored.keys():
-            if key not in stored or key == "pretrained" or key not in cfg[section]:
-                continue
-            if cfg[section][key] != stored[key]:
-                log.info("using %s.%s=%s from the checkpoint (the command line had %s)", section, key,
-                         stored[key], cfg[section][key])
-                cfg[section][key] = stored[key]
+def command_line_overrides() -> list[str]:
+    """This job's overrides as typed (in a sweep: this job's values), or [] outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def take_checkpoint_config(cfg: DictConfig) -> Adopted:
+    """mode=test with our checkpoint: run what it was trained for (see from_checkpoint)."""
+    saved = saved_config(cfg.ckpt) if cfg.mode == "test" else None
+    if not saved:
+        return Adopted()
+    adopted = adopt_checkpoint_config(cfg, saved, command_line_overrides())
+    log_adopted(adopted, cfg.ckpt, cfg.task.name, cfg.dataset.name)
+    return adopted
 
 
 def finished_metrics(run_dir: Path) -> Optional[dict[str, Any]]:
@@ -118,11 +117,7 @@ def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, t
     """Everything a run needs before training: checked config and files, device (and, under
     torchrun, the process group), data, model with its weights (our checkpoint, an official one,
     the pre-trained encoder, or random), on the device."""
-    ckpt_state = None
-    if cfg.mode == "test" and cfg.get("ckpt"):
-        ckpt_state, saved_cfg = read_checkpoint(cfg.ckpt)
-        if saved_cfg is not None:
-            _adopt_checkpoint_config(cfg, saved_cfg)
+    ckpt_state = read_checkpoint(cfg.ckpt)[0] if cfg.mode == "test" and cfg.get("ckpt") else None
     rc: RunConfig = validate(cfg)
     check_files(rc.dataset, rc.data.root)  # a missing file stops the run here, before any work
     seed_everything(rc.seed)
@@ -168,12 +163,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             return done
     with StopRequest(run_dir) as stop:  # SIGTERM / SIGINT: Preempted (exit 75), at a step boundary in training
         with out_of_memory_fails_the_run(stop):
+            adopted = take_checkpoint_config(cfg)
             rc, device, task, splits, model, dist = prepare(cfg)
         try:
             with RunDirLock(run_dir) if dist.is_main else contextlib.nullcontext():
                 try:
                     with out_of_memory_fails_the_run(stop):
-                        return _train_and_test(rc, device, task, splits, model, dist, run_dir, wall_started, stop)
+                        return _train_and_test(rc, device, task, splits, model, dist, run_dir, wall_started, stop,
+                                               adopted)
                 except RunFailed as exc:
                     if dist.is_main:  # never a metrics file that looks like a success
                         write_json(run_dir / "metrics.json", {
@@ -186,7 +183,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: torch.nn.Module, dist: Dist,
-                    run_dir: Path, wall_started: float, stop: StopRequest) -> dict[str, Any]:
+                    run_dir: Path, wall_started: float, stop: StopRequest, adopted: Adopted) -> dict[str, Any]:
     # Under torchrun only process 0's run dir is real; the others read what it writes (resume).
     run_dir = Path(distributed.broadcast(str(run_dir), dist))
     compiled = compile_model(model, device) if rc.trainer.compile else False
@@ -245,6 +242,10 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
         "test_metrics": list(task.test_metric_names()),  # which keys above are this task's test metrics
         "pretrained": rc.model.pretrained,
         "ckpt": rc.ckpt,
+        # mode=test: the dataset the checkpoint was trained on (null: unknown, an official file), and
+        # whether the user asked for another one (a transfer evaluation, not comparable with its results).
+        "trained_on": adopted.trained_on if rc.mode == "test" else rc.dataset.name,
+        "transfer_evaluation": adopted.transfer,
         "seed": rc.seed,
         "world_size": dist.world,
         "status": "completed",

@@ -127,9 +127,9 @@ def test_csv_with_non_numeric_cell_names_line_and_column(tmp_path):
 def test_checkpoint_of_the_wrong_shape_is_named(trained_run, tmp_path):
     result = run_cli([*TINY, "mode=test", f"ckpt={trained_run / 'checkpoint.pt'}", "task.pred_len=48"],
                      tmp_path / "run")
-    # Our checkpoints carry their shape, so a different horizon is taken from the checkpoint...
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "using task.pred_len=24 from the checkpoint" in result.stderr
+    # Our checkpoints carry their shape: a typed horizon that contradicts it is refused, never replaced...
+    assert_user_error(result, "task.pred_len=48 contradicts ckpt=", tmp_path / "run")
+    assert "which was trained with task.pred_len=24" in result.stderr
     # ...while a bare state dict (the official layout) must match the command line.
     state = torch.load(trained_run / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
     bare = tmp_path / "official_layout.pth"
