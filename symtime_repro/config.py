@@ -93,6 +93,7 @@ class DeviceConfig:
     amp: bool = False
     index: int = 0
     npu_jit_compile: bool = False  # Ascend: torch.npu.set_compile_mode(jit_compile=...); off is Huawei's advice
+    threads: Optional[int] = None  # torch's CPU threads; null: chosen from the usable, idle CPUs (symtime_repro/cpus.py)
 
 
 @dataclass
@@ -252,6 +253,8 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     _require(run.device.name in DEVICE_NAMES,
              f"device.name={run.device.name!r}: choose device=cpu, device=cuda, device=npu or device=auto")
     _require(run.device.index >= 0, f"device.index must be >= 0, got {run.device.index}")
+    _require(run.device.threads is None or run.device.threads >= 1,
+             f"device.threads must be null (chosen for this machine) or >= 1, got {run.device.threads}")
 
     _require(tr.epochs >= 1, f"trainer.epochs must be >= 1, got {tr.epochs}")
     _require(tr.batch_size >= 1, f"trainer.batch_size must be >= 1, got {tr.batch_size}")
@@ -262,7 +265,7 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     _require(tr.optimizer in ("adam", "radam"), f"trainer.optimizer must be adam or radam, got {tr.optimizer!r}")
     _require(tr.patience >= 1, f"trainer.patience must be >= 1, got {tr.patience}")
     _require(tr.num_workers >= 0, f"trainer.num_workers must be >= 0, got {tr.num_workers}")
-    from .device import usable_cpus  # here: device imports torch, which `--help` need not wait for
+    from .cpus import usable_cpus
 
     cpus = usable_cpus()  # more loader processes than 4 per CPU only cost memory (each holds a copy of the data)
     _require(tr.num_workers <= 4 * cpus, f"trainer.num_workers={tr.num_workers} is more than 4 per CPU this process "

@@ -24,6 +24,7 @@ import torch
 if TYPE_CHECKING:
     from .distributed import Dist
 
+from .cpus import set_threads
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -103,14 +104,6 @@ def host_memory_bytes() -> Optional[int]:
     return memory
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (a SLURM or container limit, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def setup(cfg, dist: Optional["Dist"] = None) -> Device:
     """The device ``cfg.name`` asks for (``auto``: npu, then cuda, then cpu), ready to use.
 
@@ -119,6 +112,7 @@ def setup(cfg, dist: Optional["Dist"] = None) -> Device:
     """
     if dist is not None and dist.enabled:
         cfg = _with_index(cfg, dist.local_rank)
+    set_threads(getattr(cfg, "threads", None))  # host threads matter on every device (data, the CPU side)
     builders = {"cpu": _cpu, "cuda": _cuda, "npu": _npu}
     if cfg.name == "auto":
         device = _auto(cfg)
@@ -142,7 +136,7 @@ def _with_index(cfg, index: int):
     from types import SimpleNamespace
 
     return SimpleNamespace(name=cfg.name, amp=cfg.amp, index=index, distributed=True,
-                           npu_jit_compile=getattr(cfg, "npu_jit_compile", False))
+                           npu_jit_compile=getattr(cfg, "npu_jit_compile", False), threads=getattr(cfg, "threads", None))
 
 
 def _check_index(cfg, kind: str, count: int, visible_env: str) -> None:
@@ -157,7 +151,8 @@ def _check_index(cfg, kind: str, count: int, visible_env: str) -> None:
 
 
 def _cpu(cfg) -> Device:
-    name = f"CPU {platform.machine()} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    name = f"CPU {platform.machine()} ({threads} thread{'s' if threads != 1 else ''})"
     return Device("cpu", torch.device("cpu"), name, amp=cfg.amp)
 
 

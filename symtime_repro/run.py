@@ -235,6 +235,7 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
         "compiled": compiled,
         "allocator": current_allocator(),
         "amp": device.amp,
+        "threads": torch.get_num_threads(),
         "seq_len": rc.task.seq_len,
         "pred_len": rc.task.pred_len,
         "model": rc.model.name,
