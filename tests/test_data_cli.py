@@ -511,3 +511,50 @@ def test_a_drive_listing_is_cached_per_root_and_refreshed_on_request(tmp_path, c
     assert len(listed) == 1  # the second command used <root>/.downloads/drive-<id>.json
     data_cli(capsys, *args, "--refresh")
     assert len(listed) == 2
+
+
+# --- a command that did nothing says so --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["verify", "list"])
+def test_a_data_root_that_does_not_exist_is_an_error(command, tmp_path, capsys):
+    code, out, err = data_cli(capsys, command, "--root", tmp_path / "typo")
+    assert code == 2 and out == ""
+    assert err.count("error:") == 1 and f"data root {tmp_path / 'typo'} does not exist" in err
+
+
+def test_verify_with_nothing_to_verify_is_an_error(tmp_path, capsys):
+    code, out, err = data_cli(capsys, "verify", "--root", tmp_path)
+    assert code == 2 and "nothing to verify: no file of any dataset is in" in err
+    code, out, err = data_cli(capsys, "verify", "ECL", "--root", DATA_ROOT)  # a root that holds other sets
+    assert code == 2 and "no file of ECL is in" in err
+
+
+def test_an_import_that_found_no_dataset_file_fails_and_creates_no_root(tmp_path, capsys):
+    root = tmp_path / "new-root"
+    code, out, err = data_cli(capsys, "import", REPO / "README.md", "--root", root)
+    assert code == 1
+    assert "skipped" in out and "README.md: not a file of any dataset" in out
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "import: nothing placed from" in errors[0]
+    assert not root.exists()
+
+
+def test_list_points_at_a_zip_that_is_not_unpacked_and_import_unpacks_it(tmp_path, capsys):
+    root = tmp_path / "root"
+    root.mkdir()
+    with zipfile.ZipFile(root / "MSL.zip", "w") as archive:  # as a browser download of the folder leaves it
+        for file in sorted((DATA_ROOT / "MSL").iterdir()):
+            archive.write(file, f"MSL/{file.name}")
+    code, out, _ = data_cli(capsys, "list", "MSL", "SMAP", "--root", root, "--json")
+    rows = {row["dataset"]: row for row in json.loads(out)["datasets"]}
+    assert rows["MSL"]["status"] == "missing"
+    hint = f"{root / 'MSL.zip'} is there, not unpacked: python -m symtime_repro.data import {root / 'MSL.zip'}"
+    assert any(hint in note for note in rows["MSL"]["notes"])
+    assert not any("zip" in note for note in rows["SMAP"]["notes"])  # MSL.zip is not SMAP's
+    code, out, _ = data_cli(capsys, "import", root / "MSL.zip", "--root", root, "--allow-mismatch")  # slices
+    assert code == 0
+    assert all((root / "MSL" / file.name).is_file() for file in (DATA_ROOT / "MSL").iterdir())
+    code, out, _ = data_cli(capsys, "list", "MSL", "--root", root, "--json")
+    row = json.loads(out)["datasets"][0]
+    assert row["status"] != "missing" and not any("not unpacked" in note for note in row["notes"])

@@ -13,6 +13,7 @@ damaged file, 2 for a usage error (one ``error:`` line, as the runner's own CLI)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -67,7 +68,7 @@ def _m4_detail(statuses: list[inventory.FileStatus]) -> str:
     return f"patterns present: {', '.join(ready) if ready else 'none'}"
 
 
-def describe(dataset: Dataset, statuses: list[inventory.FileStatus]) -> dict:
+def describe(dataset: Dataset, statuses: list[inventory.FileStatus], root: Path) -> dict:
     state = inventory.dataset_state(statuses)
     notes = [f"{s.entry.path}: {s.detail}" for s in statuses if s.state in inventory.BAD]
     slices = [s for s in statuses if s.state == inventory.SLICE]
@@ -78,6 +79,10 @@ def describe(dataset: Dataset, statuses: list[inventory.FileStatus]) -> dict:
     missing = [s.entry.path for s in statuses if s.state == inventory.MISSING and not s.entry.optional]
     if state == "partial":
         notes.append(f"missing: {', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}")
+    if state in ("missing", "partial"):
+        for archive in inventory.archives_for(root, dataset):
+            notes.append(f"{archive} is there, not unpacked: python -m symtime_repro.data import {archive} "
+                         f"--root {root}")
     folders = sorted({s.entry.path.rsplit('/', 1)[0] + "/" for s in statuses})
     return {
         "dataset": dataset.name, "tasks": list(dataset.tasks), "status": state,
@@ -90,7 +95,9 @@ def describe(dataset: Dataset, statuses: list[inventory.FileStatus]) -> dict:
 
 def cmd_list(args) -> int:
     root = Path(args.root)
-    rows = [describe(d, inventory.dataset_statuses(root, d)) for d in _select(args.names, args.task, False, "list")]
+    _require_root(root)
+    rows = [describe(d, inventory.dataset_statuses(root, d), root)
+            for d in _select(args.names, args.task, False, "list")]
     if args.json:
         print(json.dumps({"root": str(root.resolve()), "datasets": rows}, indent=2))
         return 0
@@ -108,10 +115,20 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _require_root(root: Path) -> None:
+    """A data root that is not there is a typo or a missing mount, never "0 files, all fine"."""
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise UserError(f"data root {root} {what}; pass the folder that holds the data (--root, the runner's "
+                        f"data.root), or fill it first: python -m symtime_repro.data download NAME --root {root}")
+
+
 def cmd_verify(args) -> int:
     root = Path(args.root)
+    _require_root(root)
     rows, bad = [], 0
-    for dataset in _select(args.names, args.task, False, "verify"):
+    chosen = _select(args.names, args.task, False, "verify")
+    for dataset in chosen:
         statuses = inventory.dataset_statuses(root, dataset, verify=True)
         for status in statuses:
             if status.state == inventory.MISSING:
@@ -119,6 +136,9 @@ def cmd_verify(args) -> int:
             rows.append({"dataset": dataset.name, "file": status.entry.path, "state": status.state,
                          "detail": status.detail})
             bad += status.state in inventory.BAD
+    if not rows:
+        raise UserError(f"nothing to verify: no file of {', '.join(d.name for d in chosen) if len(chosen) < 6 else 'any dataset'} "
+                        f"is in {root}; check --root, or see what is there: python -m symtime_repro.data list --root {root}")
     if args.json:
         print(json.dumps({"root": str(root.resolve()), "files": rows, "bad": bad}, indent=2))
     else:
@@ -218,6 +238,7 @@ def cmd_download(args) -> int:
 
 def cmd_import(args) -> int:
     root = Path(args.root)
+    root_existed = root.exists()
     report = importer.import_path(Path(args.path), root, overwrite=args.overwrite, allow_mismatch=args.allow_mismatch)
     for found, dest in report.placed:
         print(f"  placed   {dest}  <- {found}")
@@ -229,6 +250,14 @@ def cmd_import(args) -> int:
         print(f"  ignored  {report.junk} macOS/Windows metadata entries (__MACOSX/, ._*, .DS_Store)")
     for line in build_m4_caches(root) if any(d.startswith("m4/") for _, d in report.placed) else []:
         print(line)
+    if not report.placed and not report.present:
+        if not root_existed:
+            with contextlib.suppress(OSError):
+                root.rmdir()  # created for this import, and still empty
+        print(f"error: import: nothing placed from {args.path}: {len(report.skipped)} file(s) looked at, each skipped "
+              f"for the reason listed above; give the folder or zip that holds the data (python -m "
+              f"symtime_repro.data table lists the datasets)", file=sys.stderr)
+        return EXIT_FAILED
     print(f"{len(report.placed)} placed, {len(report.present)} already present, {len(report.skipped)} skipped. "
           f"Now: python -m symtime_repro.data list --root {args.root}")
     return 0

@@ -217,6 +217,24 @@ def dataset_statuses(root: Path, dataset: Dataset, verify: bool = False) -> list
     return [check(root, entry, manifest) for entry in dataset.files]
 
 
-__all__ = ["FileStatus", "MANIFEST", "read_manifest", "record_placed", "sha256_file", "sha256_stream",
+def archives_for(root: Path, dataset: Dataset) -> list[Path]:
+    """Zips in ``root`` (or in the dataset's folder) named after ``dataset``, e.g. ``MSL.zip``: the
+    files a download in a browser leaves, which ``import`` unpacks into place."""
+    wanted = _folded(dataset.name)
+    folders = {Path(root)} | {Path(root) / entry.path.split("/", 1)[0] for entry in dataset.files if "/" in entry.path}
+    found = []
+    for folder in sorted(folders):
+        try:
+            found += [p for p in folder.iterdir() if p.suffix.lower() == ".zip" and wanted in _folded(p.stem)]
+        except OSError:
+            continue
+    return sorted(set(found))
+
+
+def _folded(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+__all__ = ["FileStatus", "archives_for", "MANIFEST", "read_manifest", "record_placed", "sha256_file", "sha256_stream",
            "signature_problem", "read_head", "quick_status", "verified_status", "dataset_state", "dataset_statuses",
            "OK", "SLICE", "PRESENT", "UNVERIFIED", "MISSING", "CORRUPT", "MISMATCH", "BAD"]
