@@ -23,7 +23,8 @@ run_sweep() {
             --quick) quick=1 ;;
             --datasets) datasets=$2; shift ;;
             --datasets=*) datasets=${1#--datasets=} ;;
-            -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+            # The calling script's comment header (its second line to its first line of code).
+            -h|--help) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 0 ;;
             *) overrides+=("$1"); [[ $1 == data.root=* ]] && root=${1#data.root=} ;;
         esac
         shift

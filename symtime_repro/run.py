@@ -23,6 +23,7 @@ from . import distributed
 from .distributed import Dist
 from .allocator import current as current_allocator
 from .config import RunConfig, validate
+from .console import show_result
 from .data import check_files
 from .errors import RunFailed, UserError
 from .files import RunDirLock, write_json
@@ -272,5 +273,5 @@ def _log_table(metrics: dict[str, Any], names: tuple[str, ...], run_dir: Path) -
     rows.append(("wall time", f"{metrics['wall_seconds']:.1f} s"))
     rows.append(("run dir", str(run_dir)))
     width = max(len(k) for k, _ in rows)
-    lines = ["", "result", "-" * (width + 30)] + [f"{k:<{width}}  {v}" for k, v in rows]
-    log.info("\n".join(lines))
+    lines = ["result", "-" * (width + 30)] + [f"{k:<{width}}  {v}" for k, v in rows]
+    show_result(log, "\n".join(lines))

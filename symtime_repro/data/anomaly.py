@@ -21,6 +21,7 @@ once, chunk by chunk, straight into the scaled float32 array that we keep (43 MB
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -105,6 +106,7 @@ def load(dataset_cfg, root: str | Path) -> AnomalySeries:
     info = {
         "dataset": name,
         "files": [str(f) for f in files],
+        "file": os.path.commonpath([str(f) for f in files]),  # the dataset's folder, for the run's log
         "train_shape": list(train.shape),
         "val_rows": len(val),
         "test_shape": list(test.shape),
