@@ -162,6 +162,20 @@ def adopt_checkpoint_config(cfg: DictConfig, saved: dict, overrides: Iterable[st
     return adopted
 
 
+def require_names_for_official(ckpt: str, overrides: Iterable[str]) -> None:
+    """An official ``checkpoint.pth`` records no configuration: the user must say what it was
+    trained for. Without that, an ETTh2 model would be evaluated on the default ETTh1 with exit 0
+    (the network is channel-independent, so every shape fits)."""
+    keys = typed_keys(overrides)
+    named = {"task": "task" in keys or "task.name" in keys, "dataset": _names_dataset(keys)}
+    if "experiment" in keys or all(named.values()):
+        return
+    missing = " and ".join(f"{k}=…" for k, ok in named.items() if not ok)
+    raise UserError(f"ckpt={ckpt} is an official checkpoint, which does not record what it was trained on: add "
+                    f"{missing} (or experiment=<task>/<preset>) and the flags of the run that made it "
+                    f"(task.seq_len, task.pred_len, model.stride, …)")
+
+
 def log_adopted(adopted: Adopted, ckpt: str, task: str, dataset: str) -> None:
     names = [t for t in adopted.taken if t.startswith(("task.name=", "dataset.name="))]
     if names:

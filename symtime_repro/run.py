@@ -27,7 +27,8 @@ from .console import show_result
 from .data import check_files
 from .errors import RunFailed, UserError
 from .files import RunDirLock, write_json
-from .from_checkpoint import Adopted, adopt_checkpoint_config, log_adopted, saved_config
+from .from_checkpoint import (Adopted, adopt_checkpoint_config, log_adopted, require_names_for_official,
+                              saved_config)
 from .models import encoder_state_size, load_model_weights, load_pretrained_encoder, read_checkpoint
 from .preemption import StopRequest, requeued
 from .tasks import Splits, Task, make_task
@@ -118,7 +119,11 @@ def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, t
     """Everything a run needs before training: checked config and files, device (and, under
     torchrun, the process group), data, model with its weights (our checkpoint, an official one,
     the pre-trained encoder, or random), on the device."""
-    ckpt_state = read_checkpoint(cfg.ckpt)[0] if cfg.mode == "test" and cfg.get("ckpt") else None
+    ckpt_state = None
+    if cfg.mode == "test" and cfg.get("ckpt"):
+        ckpt_state, saved = read_checkpoint(cfg.ckpt)
+        if saved is None:
+            require_names_for_official(cfg.ckpt, command_line_overrides())
     rc: RunConfig = validate(cfg)
     check_files(rc.dataset, rc.data.root)  # a missing file stops the run here, before any work
     seed_everything(rc.seed)

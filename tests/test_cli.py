@@ -134,7 +134,12 @@ def test_checkpoint_of_the_wrong_shape_is_named(trained_run, tmp_path):
     state = torch.load(trained_run / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
     bare = tmp_path / "official_layout.pth"
     torch.save(state, bare)
-    result = run_cli([*TINY, "mode=test", f"ckpt={bare}", "task.pred_len=48"], tmp_path / "run2")
+    result = run_cli([*TINY, "mode=test", f"ckpt={bare}", "task.pred_len=48"], tmp_path / "run3")
+    # An official file records nothing, so what it was trained for must be said.
+    assert_user_error(result, "is an official checkpoint, which does not record what it was trained on: add task=… "
+                              "and dataset=…", tmp_path / "run3")
+    result = run_cli([*TINY, "mode=test", f"ckpt={bare}", "task=long_term", "dataset=ETTh1", "task.pred_len=48"],
+                     tmp_path / "run2")
     assert_user_error(result, "'projection_trend.weight' has shape (24, 96) in the file but (48, 96) in the model",
                       tmp_path / "run2")
 
