@@ -15,6 +15,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = REPO / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# Full published files (M4 Hourly/Weekly with Naive2, UEA Handwriting, …) in the TSLib layout, for the
+# few tests that need more than the shipped slices: SYMTIME_FULL_DATA=<folder>; skipped without it.
+FULL_DATA = Path(os.environ["SYMTIME_FULL_DATA"]).expanduser() if os.environ.get("SYMTIME_FULL_DATA") else None
+
+
+def full_data_missing(*parts: str) -> str | None:
+    """Why a test of the full files must skip (no SYMTIME_FULL_DATA, or the file is not in it), or None."""
+    if FULL_DATA is None:
+        return "set SYMTIME_FULL_DATA=<folder of the full published files> to run this test"
+    path = FULL_DATA.joinpath(*parts)
+    return None if path.exists() else f"{path} not found (SYMTIME_FULL_DATA={FULL_DATA})"
 
 # A model small enough for CI on 2 cores; everything else is the real pipeline on real ETTh1.
 TINY = [

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from gdown.download import GoogleDriveFileToDownload as DriveFile  # what download_folder(skip_download) lists
 
-from conftest import DATA_ROOT, REPO, TINY, assert_user_error, read_metrics, run_cli
+from conftest import DATA_ROOT, FULL_DATA, full_data_missing, REPO, TINY, assert_user_error, read_metrics, run_cli
 from symtime_repro.config import DatasetConfig
 from symtime_repro.data import catalog, fetch, required_files
 from symtime_repro.data.cli import main as data_main
@@ -460,21 +460,19 @@ def test_an_unreachable_source_is_asked_once_per_command(tmp_path, capsys, monke
     assert "cannot reach huggingface.co" in out and out.count("its sources failed above") == 2
 
 
-SHARED_DATA = REPO.parent / "shared" / "data"
 # The official SymTime README: "place the downloaded datasets under the folder ./datasets", with its
 # scripts' folder names (ETT/ for the ETT files).
 SYMTIME_FOLDERS = {"ETT-small": "ETT"}
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "SOURCES.md").is_file(),
-                    reason="../shared/data (the reference data checkout) is not beside the repository")
-def test_the_reference_data_in_symtime_layout_imports_and_verifies(tmp_path, capsys):
-    """Every file of ../shared/data, laid out as SymTime's ./datasets/ (zips as published), is placed
+@pytest.mark.skipif(bool(full_data_missing("m4")), reason=str(full_data_missing("m4")))
+def test_the_full_data_in_symtime_layout_imports_and_verifies(tmp_path, capsys):
+    """Every file of SYMTIME_FULL_DATA, laid out as SymTime's ./datasets/ (zips as published), is placed
     where the runner reads it and matches its published sha256."""
     datasets = tmp_path / "datasets"
-    for path in SHARED_DATA.rglob("*"):
+    for path in FULL_DATA.rglob("*"):
         if path.is_file() and path.name != "SOURCES.md":
-            relative = path.relative_to(SHARED_DATA)
+            relative = path.relative_to(FULL_DATA)
             target = datasets / SYMTIME_FOLDERS.get(relative.parts[0], relative.parts[0]) / Path(*relative.parts[1:])
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(path)

@@ -4,6 +4,7 @@ published Naive2 figures on the full Hourly and Weekly files."""
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 import shutil
@@ -14,13 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DATA_ROOT, REPO
+from conftest import DATA_ROOT, FIXTURES, REPO
 from symtime_repro import m4 as scorer
 from symtime_repro.data import m4
 from symtime_repro.errors import UserError
 
-# The full competition files live next to the repository in CI (shared/data/m4).
-FULL_ROOT = REPO.parent / "shared" / "data"
 SLICE = DATA_ROOT / "m4"
 SLICE_FILES = ["Hourly-train.csv", "Hourly-test.csv", "Weekly-train.csv", "Weekly-test.csv", "submission-Naive2.csv"]
 
@@ -233,14 +232,22 @@ def test_score_reports_a_subset_and_bad_files_in_one_line(root, tmp_path, capsys
     assert err.count("\n") == 0 and "'X1' is not an M4 series id" in err
 
 
-@pytest.mark.skipif(not (FULL_ROOT / "m4" / "Hourly-train.csv").is_file(),
-                    reason=f"the full M4 Hourly/Weekly files are not at {FULL_ROOT / 'm4'} (CI provides them)")
+@pytest.fixture(scope="module")
+def full_m4_root(tmp_path_factory) -> Path:
+    """The whole Hourly and Weekly files (shipped gzipped in tests/fixtures/m4_full), unpacked."""
+    root = tmp_path_factory.mktemp("m4_full")
+    (root / "m4").mkdir()
+    for packed in sorted((FIXTURES / "m4_full").glob("*.csv.gz")):
+        (root / "m4" / packed.stem).write_bytes(gzip.decompress(packed.read_bytes()))
+    return root
+
+
 @pytest.mark.parametrize("pattern, published_smape, published_mase", [("Hourly", 18.383, 2.395),
                                                                        ("Weekly", 9.161, 2.777)])
-def test_published_naive2_figures_on_the_full_files(pattern, published_smape, published_mase):
-    split = m4.load(FULL_ROOT, pattern)
+def test_published_naive2_figures_on_the_full_files(full_m4_root, pattern, published_smape, published_mase):
+    split = m4.load(full_m4_root, pattern)
     assert len(split.ids) == {"Hourly": 414, "Weekly": 359}[pattern]
-    naive = m4.naive2(FULL_ROOT, pattern, split.ids)
+    naive = m4.naive2(full_m4_root, pattern, split.ids)
     scores = scorer.score_pattern(naive, split, naive)
     assert round(scores["smape"], 3) == published_smape
     assert round(scores["mase"], 3) == published_mase

@@ -13,12 +13,11 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import DATA_ROOT, REPO
+from conftest import DATA_ROOT, FULL_DATA, full_data_missing, REPO
 from symtime_repro.data import uea
 from symtime_repro.data.windows import make_loader
 from symtime_repro.errors import UserError
 
-SHARED_DATA = REPO.parent / "shared" / "data"
 JV_TRAIN = DATA_ROOT / "JapaneseVowels" / "JapaneseVowels_TRAIN.ts"
 JV_TEST = DATA_ROOT / "JapaneseVowels" / "JapaneseVowels_TEST.ts"
 
@@ -146,10 +145,9 @@ def test_holdout_keeps_one_case_of_every_class_in_train():
     assert set(labels[train_idx].tolist()) == {0, 1, 2}
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "Handwriting").is_dir(),
-                    reason="Handwriting not found at ../shared/data/Handwriting (the shared data checkout)")
-def test_handwriting_from_shared_data():
-    splits = uea.load(_dataset("Handwriting"), SHARED_DATA, seed=0)
+@pytest.mark.skipif(bool(full_data_missing("Handwriting")), reason=str(full_data_missing("Handwriting")))
+def test_handwriting_from_the_full_data():
+    splits = uea.load(_dataset("Handwriting"), FULL_DATA, seed=0)
     assert (len(splits.train), len(splits.test)) == (150, 850)
     assert splits.seq_len == 152 and splits.enc_in == 3
     assert len(splits.class_names) == 26

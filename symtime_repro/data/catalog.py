@@ -7,8 +7,8 @@ Adding a dataset: one :class:`Dataset` entry here and one ``conf/dataset/<Name>.
 
 Paths are the TSLib layout (``ETT-small/ETTh1.csv``, ``m4/Hourly-train.csv``, ``MSL/MSL_train.npy``),
 which is also the layout of the TSLib Google Drive folder and of its Hugging Face copy.
-``sha256``/``size`` are those of the published file where we know them (``../shared/data/SOURCES.md``
-records where each known file came from); a file without a known hash is reported "unverified",
+``sha256``/``size`` are those of the published file where we know them (hashed from the file at
+the pinned source named beside each entry); a file without a known hash is reported "unverified",
 never "ok".
 """
 
@@ -143,8 +143,8 @@ def _ett(name: str, sha256: str, size: int, shape: str) -> Dataset:
                    "Zhou et al., AAAI 2021 (Informer); github.com/zhouhaoyi/ETDataset")
 
 
-# M4: (pattern, train sha256, train bytes, test sha256, test bytes); hashes known for the files in
-# ../shared/data (Mcompetitions/M4-methods @ 6c1067e5).
+# M4: (pattern, train sha256, train bytes, test sha256, test bytes); hashes known for the files as
+# published in Mcompetitions/M4-methods @ 6c1067e5 (Dataset/).
 _M4_KNOWN = {
     "Weekly": ("d478d3f6ed673e6ed3c2cb0fbed5425f72eedd51318ebebeb0b5ecfcefc37714", 4015067,
                "3b2bc4be8e636e802260dcd843ca3c5da40536a1fbe1ecb3229a97dae4f44688", 44247),
@@ -168,7 +168,7 @@ def _m4_files() -> tuple[DataFile, ...]:
     return tuple(files)
 
 
-# UEA: name -> (train sha256, bytes, test sha256, bytes) where known (../shared/data).
+# UEA: name -> (train sha256, bytes, test sha256, bytes) where known (the TSLib release's files).
 _UEA = {
     "EthanolConcentration": None,
     "FaceDetection": None,

@@ -1,6 +1,6 @@
 """Reading and writing weights: official pre-trained encoders, official fine-tuned models, ours.
 
-Three file layouts (GUIDE section 3):
+Three file layouts (docs/contract.md, "Checkpoint files read"):
 
 * official pre-trained encoder (``finetuning.pth``): a flat state dict of the time encoder;
 * official fine-tuned model (``checkpoint.pth``): a flat state dict of the whole network

@@ -12,7 +12,7 @@ and layers/), which we read for the exact operations:
   rest are frozen (they stay in the state dict so pre-trained files load unchanged);
 * a flatten head over all tokens, [CLS] included, shared by the channels (or one per channel).
 
-Module and parameter names are those of the official state dicts (see GUIDE section 3), so the
+Module and parameter names are those of the official state dicts (docs/contract.md), so the
 official ``finetuning.pth`` and ``checkpoint.pth`` files load without any key translation.
 """
 
