@@ -438,10 +438,10 @@ def test_a_run_on_a_missing_dataset_names_the_file_and_the_command(tmp_path):
     assert "device:" not in result.stderr  # stopped before any work
 
 
-def test_the_readme_shows_the_catalog_as_it_is():
+def test_the_data_docs_show_the_catalog_as_it_is():
     from symtime_repro.data.cli import catalog_table
 
-    assert catalog_table() in (REPO / "README.md").read_text(), "regenerate: python -m symtime_repro.data table"
+    assert catalog_table() in (REPO / "docs" / "data.md").read_text(), "regenerate: python -m symtime_repro.data table"
 
 
 def test_an_unreachable_source_is_asked_once_per_command(tmp_path, capsys, monkeypatch):

@@ -116,7 +116,7 @@ class Dataset:
     tasks: tuple[str, ...]
     files: tuple[DataFile, ...]
     sources: tuple[str, ...]  # keys of SOURCES, tried in this order
-    shape: str  # rows x channels, for the README table
+    shape: str  # rows x channels, for the catalog table (docs/data.md)
     license: str
     origin: str
     note: str = ""  # why it can't be downloaded, etc.

@@ -4,7 +4,7 @@
     download NAME…  fetch datasets (or --task T, --all) from the published sources, verified
     import PATH     place the files of a folder or zip you already have, in any published layout
     verify [NAME…]  sha256 of every present file against the catalog
-    table           the catalog as a Markdown table (the README's)
+    table           the catalog as a Markdown table (docs/data.md's)
 
 Exit status: 0 when the command did what was asked, 1 when a download failed or ``verify`` found a
 damaged file, 2 for a usage error (one ``error:`` line, as the runner's own CLI).
@@ -153,7 +153,7 @@ def cmd_verify(args) -> int:
 
 
 def catalog_table() -> str:
-    """The catalog as the README's Markdown table (a test keeps the README equal to it)."""
+    """The catalog as docs/data.md's Markdown table (a test keeps the page equal to it)."""
     lines = ["| dataset | task | size | sources, in the order tried | licence |", "|---|---|---|---|---|"]
     for d in catalog.DATASETS.values():
         known = [f.size for f in d.required]
