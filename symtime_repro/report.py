@@ -861,10 +861,16 @@ def plot_history(Figure, run: Run, path: Path) -> bool:
         return False
     figure = Figure(figsize=(5, 3.2), layout="constrained")
     ax = figure.subplots()
+    epochs = history["epoch"]
+    shown = []
     for column, label in (("train_loss", "train loss"), ("val_loss", "validation loss")):
         if column in history:
-            ax.plot(history["epoch"], history[column], marker="o", label=label)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+            ax.plot(epochs, history[column], marker="o", label=label)
+            shown += [(e, v) for e, v in zip(epochs, history[column]) if math.isfinite(v)]
+    if len(epochs) <= SHORT_HISTORY:
+        _label_few_points(ax, shown, len(epochs))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title(f"{run.task} {run.dataset} {run.setting} (seed {run.seed})".replace("  ", " "), fontsize=9)
@@ -872,6 +878,21 @@ def plot_history(Figure, run: Run, path: Path) -> bool:
     ax.grid(alpha=0.3)
     _save(figure, path)
     return True
+
+
+SHORT_HISTORY = 2  # epochs up to which the loss plot writes the values on its points
+
+
+def _label_few_points(ax, points: Sequence[tuple[float, float]], epochs: int) -> None:
+    """One or two epochs: matplotlib would zoom around the points (ticks 0.945-1.05 for one value);
+    write each value on its point and start the loss axis at 0, so the plot reads at a glance."""
+    for epoch, value in points:
+        ax.annotate(f"{value:.4g}", (epoch, value), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    values = [v for _, v in points]
+    if values and min(values) >= 0:
+        ax.set_ylim(0, max(values) * 1.25 or 1.0)
+    ax.set_xlim(0.5, epochs + 0.5)
+    ax.set_xticks(range(1, epochs + 1))
 
 
 def plot_samples(Figure, run: Run, path: Path, windows: int = 3) -> bool:
@@ -931,8 +952,9 @@ def plot_vs_reference(Figure, task: str, groups: Sequence[Group], path: Path) ->
         ax.set_xticks(x, labels, fontsize=7)
         ax.set_ylabel(metric + (" (%)" if task in PERCENT_TASKS else ""))
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0].set_title(f"{task}: reproduced vs reference", fontsize=10)
+    # One legend below the plots: inside an axes it covers the bars.
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
+    figure.suptitle(f"{task}: reproduced vs reference", fontsize=10)
     _save(figure, path)
     return True
 
