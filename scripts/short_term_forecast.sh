@@ -14,10 +14,19 @@ run_sweep short_term "$@"
 
 ROOT=data
 for arg in "$@"; do [[ $arg == data.root=* ]] && ROOT=${arg#data.root=}; done
-# One submission file from the per-pattern forecasts (header once), then the official summary.
-first=1
-for f in "$SWEEP"/*/forecast.csv; do
-    if ((first)); then cat "$f"; first=0; else tail -n +2 "$f"; fi
-done > "$SWEEP/forecast.csv"
-"$PY" -m symtime_repro.m4 score "$SWEEP/forecast.csv" --root "$ROOT" --json "$SWEEP/scores.json"
+shopt -s nullglob
+partial=("$SWEEP"/*/forecast_subset.csv)
+if ((${#partial[@]})); then
+    # A run capped by trainer.limit_eval_batches scored some series only: its forecasts are no
+    # submission, and a summary of them would pass for the official one.
+    echo "note: ${#partial[@]} run(s) scored a subset of their series (trainer.limit_eval_batches): no combined" \
+         "forecast.csv or scores.json" >&2
+else
+    # One submission file from the per-pattern forecasts (header once), then the official summary.
+    first=1
+    for f in "$SWEEP"/*/forecast.csv; do
+        if ((first)); then cat "$f"; first=0; else tail -n +2 "$f"; fi
+    done > "$SWEEP/forecast.csv"
+    "$PY" -m symtime_repro.m4 score "$SWEEP/forecast.csv" --root "$ROOT" --json "$SWEEP/scores.json"
+fi
 report

@@ -57,6 +57,18 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], fieldnames: list[st
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
+# The configuration a run really ran (after derived values and a checkpoint's settings were filled
+# in), written by the run and read first by the report; Hydra's .hydra/config.yaml is what the
+# command line composed, which mode=test then replaces with the checkpoint's network settings.
+RUN_CONFIG = "config.yaml"
+
+
+def write_yaml(path: Path, obj: Mapping[str, Any]) -> None:
+    import yaml
+
+    atomic_write_bytes(path, yaml.safe_dump(dict(obj), sort_keys=False).encode())
+
+
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy / torch scalars
         return value.item()

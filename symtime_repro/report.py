@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 
 from .errors import UserError
-from .files import atomic_write_bytes, write_csv
+from .files import RUN_CONFIG, atomic_write_bytes, write_csv
 
 EXIT_USER_ERROR = 2
 DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -64,6 +64,7 @@ M4_PATTERN_ORDER = ("yearly", "quarterly", "monthly", "weekly", "daily", "hourly
 # worker count or progress bar still belongs to the same row.
 IGNORED_CONFIG_KEYS = {"seed", "data.root", "trainer.progress", "trainer.num_workers", "trainer.eval_batch_size",
                        "device.index"}
+BENCH_FILE = "bench.json"  # python -m symtime_repro.bench: a timing, not a run
 COMPLETED = "completed"
 FAILED = "failed"
 INCOMPLETE = "running or killed"
@@ -90,21 +91,53 @@ class Run:
     seq_len: int | None = None
     seed: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)  # flattened .hydra/config.yaml, {} if absent
+    config: dict[str, Any] = field(default_factory=dict)  # flattened config.yaml (or .hydra/'s), {} if absent
 
     @property
     def completed(self) -> bool:
         return self.status == COMPLETED
+
+    @property
+    def subset(self) -> bool:
+        """The test scored a sample of the split (trainer.limit_eval_batches): never set beside references.
+        Runs from before metrics.json counted it are taken as subsets when they set a limit."""
+        if "test_subset" in self.metrics:
+            return self.metrics["test_subset"] is True
+        return self.config.get("trainer.limit_eval_batches") is not None
+
+    @property
+    def reevaluation(self) -> bool:
+        """mode=test: a checkpoint evaluated again, not a training run of its own."""
+        return _first(self.metrics.get("mode"), self.config.get("mode")) == "test"
+
+    @property
+    def subset_phrase(self) -> str:
+        m = self.metrics
+        if "test_samples_total" not in m:
+            return f"at most {self.config.get('trainer.limit_eval_batches')} test batches (not counted by this run)"
+        return f"{m['test_samples_scored']} of {m['test_samples_total']} test {m.get('test_sample_unit') or 'samples'}"
 
 
 def is_run_dir(path: Path) -> bool:
     return (path / "metrics.json").is_file() or (path / ".hydra").is_dir() or (path / "run.log").is_file()
 
 
+def is_bench_dir(path: Path) -> bool:
+    """A folder ``python -m symtime_repro.bench`` wrote: bench.json, or (a bench still running or
+    killed) Hydra's record of a job named ``bench``."""
+    if (path / BENCH_FILE).is_file():
+        return True
+    try:
+        hydra = yaml.safe_load((path / ".hydra" / "hydra.yaml").read_text())
+        return hydra["hydra"]["job"]["name"] == "bench"
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+        return False
+
+
 def find_run_dirs(root: Path) -> list[Path]:
-    """Every run dir at or below ``root``, in path order. A run dir is not searched further, and
-    hidden folders (``.hydra``) and our own ``plots`` are skipped."""
-    if is_run_dir(root):
+    """Every run dir (bench dirs included) at or below ``root``, in path order. A run dir is not
+    searched further, and hidden folders (``.hydra``) and our own ``plots`` are skipped."""
+    if is_run_dir(root) or is_bench_dir(root):
         return [root]
     found = []
     for child in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -137,8 +170,10 @@ def read_metrics(path: Path) -> dict[str, Any]:
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / ".hydra" / "config.yaml"
-    if not path.is_file():
+    """The config the run ran (its config.yaml); for run dirs older than that file, what Hydra
+    composed (in mode=test that holds command-line defaults where the checkpoint decided)."""
+    path = next((p for p in (run_dir / RUN_CONFIG, run_dir / ".hydra" / "config.yaml") if p.is_file()), None)
+    if path is None:
         return {}
     try:
         config = yaml.safe_load(path.read_text())
@@ -228,18 +263,40 @@ def read_run(run_dir: Path, root: Path) -> Run:
                metrics=metrics, config=config)
 
 
-def collect_runs(root: Path) -> list[Run]:
-    """Every run below ``root``; a UserError when the folder is missing or holds no run."""
+@dataclass(frozen=True)
+class Bench:
+    """A folder of ``python -m symtime_repro.bench``: listed on its own, never as a run."""
+
+    path: Path
+    name: str
+    result: dict[str, Any]  # bench.json, {} while running or after a failure
+
+
+def read_bench(path: Path, root: Path) -> Bench:
+    name = path.relative_to(root).as_posix() if path != root else path.name
+    result = read_metrics(path / BENCH_FILE) if (path / BENCH_FILE).is_file() else {}
+    return Bench(path, name, result)
+
+
+def collect(root: Path) -> tuple[list[Run], list[Bench]]:
+    """Every run and every bench below ``root``; a UserError when the folder is missing or holds neither."""
     root = Path(root)
     if not root.exists():
         raise UserError(f"no such folder: {root}")
     if not root.is_dir():
         raise UserError(f"{root} is not a folder; give a run dir or a sweep dir")
-    run_dirs = find_run_dirs(root)
-    if not run_dirs:
+    found = find_run_dirs(root)
+    if not found:
         raise UserError(f"no run dirs under {root} (a run dir holds metrics.json, run.log or .hydra/); "
                         "give the folder a run or a sweep wrote (hydra.run.dir / hydra.sweep.dir)")
-    return [read_run(path, root) for path in run_dirs]
+    benches = [read_bench(path, root) for path in found if is_bench_dir(path)]
+    runs = [read_run(path, root) for path in found if not is_bench_dir(path)]
+    return runs, benches
+
+
+def collect_runs(root: Path) -> list[Run]:
+    """Every run below ``root`` (bench folders left out)."""
+    return collect(root)[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -366,6 +423,28 @@ class Group:
             return self.stats[metric][0] - self.references[metric].value
         return None
 
+    @property
+    def subset(self) -> bool:
+        return self.runs[0].subset  # one group never mixes subset and full tests (group_runs' key)
+
+    @property
+    def reevaluation(self) -> bool:
+        return self.runs[0].reevaluation
+
+    @property
+    def note(self) -> str:
+        """What the row is, where it is not a full-test training run."""
+        notes = []
+        if self.reevaluation:
+            ckpts = sorted({str(_first(r.metrics.get("ckpt"), r.config.get("ckpt")) or "?") for r in self.runs})
+            shown = ", ".join("/".join(Path(c).parts[-3:]) for c in ckpts[:2]) + (", …" if len(ckpts) > 2 else "")
+            notes.append(f"re-evaluation (mode=test) of {shown}")
+        if self.subset:
+            phrases = sorted({r.subset_phrase for r in self.runs})
+            notes.append(f"subset test: {phrases[0] if len(phrases) == 1 else 'a sample of the test set'} "
+                         "(trainer.limit_eval_batches); not compared with references")
+        return "; ".join(notes)
+
 
 def _fingerprint_key(fingerprint: dict[str, Any]) -> str:
     return json.dumps(fingerprint, sort_keys=True, default=str)
@@ -401,7 +480,10 @@ def group_runs(runs: Iterable[Run], references: Sequence[Reference]) -> list[Gro
         if not run.completed:
             continue
         fingerprint = run_fingerprint(run)
-        key = (run.task, run.dataset, run.setting, run.seq_len, _fingerprint_key(fingerprint))
+        # Subset tests and re-evaluations are never pooled with full-test training runs, whatever
+        # the config files say (old run dirs lack config.yaml).
+        key = (run.task, run.dataset, run.setting, run.seq_len,
+               _fingerprint_key({**fingerprint, "subset test": run.subset, "re-evaluation": run.reevaluation}))
         buckets.setdefault(key, []).append(run)
         fingerprints[key] = fingerprint
 
@@ -414,7 +496,7 @@ def group_runs(runs: Iterable[Run], references: Sequence[Reference]) -> list[Gro
             if values:
                 mean, std = mean_std(values)
                 group.stats[metric] = (mean, std, len(values))
-            ref = find_reference(references, task, dataset, setting, seq_len, metric)
+            ref = None if group.subset else find_reference(references, task, dataset, setting, seq_len, metric)
             if ref is not None:
                 group.references[metric] = ref
         groups[key] = group
@@ -453,12 +535,20 @@ class PaperAverage:
                 f"{len(self.rows)} row(s): {shown or 'none'}")
 
 
+def averaged_groups(groups: Sequence[Group]) -> list[Group]:
+    """The rows "ours" averages beside the paper: full tests only, and a re-evaluation only where no
+    training run covers its dataset and setting (else one model would count twice)."""
+    trained = {(g.task, g.dataset, g.setting, g.seq_len) for g in groups if not g.reevaluation and not g.subset}
+    return [g for g in groups if not g.subset
+            and (not g.reevaluation or (g.task, g.dataset, g.setting, g.seq_len) not in trained)]
+
+
 def paper_averages(task: str, groups: Sequence[Group], references: Sequence[Reference]) -> list[PaperAverage]:
     found = []
     for ref in references:
         if not (ref.is_average and ref.task == task):
             continue
-        used = [g for g in groups if g.task == task and ref.metric in g.stats]
+        used = [g for g in averaged_groups(groups) if g.task == task and ref.metric in g.stats]
         ours = statistics.fmean(g.stats[ref.metric][0] for g in used) if used else None
         found.append(PaperAverage(ref, ours, [" ".join(filter(None, (g.dataset, g.setting, g.variant))) for g in used]))
     return found
@@ -502,10 +592,12 @@ def task_section(task: str, groups: Sequence[Group], references: Sequence[Refere
     with_reference = [m for m in metrics if any(m in g.references for g in groups)]
     show_seq_len = task == "long_term"
     show_variant = any(g.variant for g in groups)
+    show_note = any(g.note for g in groups)
     header = ["dataset", "setting"] + (["seq_len"] if show_seq_len else []) + (["variant"] if show_variant else [])
     header += ["n"] + list(metrics)
     for metric in with_reference:
         header += [f"ref {metric}", f"Δ {metric}"]
+    header += ["note"] if show_note else []
     rows = []
     for g in groups:
         row = [g.dataset, g.setting] + ([g.seq_len if g.seq_len is not None else "?"] if show_seq_len else [])
@@ -514,13 +606,22 @@ def task_section(task: str, groups: Sequence[Group], references: Sequence[Refere
         for metric in with_reference:
             ref, digits = g.references.get(metric), decimals(task, metric)
             row += [fmt(ref.value if ref else None, digits), fmt(g.difference(metric), digits, signed=True)]
+        row += [g.note] if show_note else []
         rows.append(row)
 
     unit = (" Metrics in percent: our fractions × 100, the unit the references publish."
             if task in PERCENT_TASKS else "")
+    marks = ""
+    if any(g.subset for g in groups):
+        marks += (" Rows noted *subset test* scored only a sample of the test set (trainer.limit_eval_batches): "
+                  "they are not compared with reference numbers nor counted in the averages below.")
+    if any(g.reevaluation for g in groups):
+        marks += (" Rows noted *re-evaluation* test a checkpoint again (mode=test): n counts evaluations of the same "
+                  "weights, not trained seeds, and such a row counts in the averages below only where no training "
+                  "row has its dataset and setting.")
     parts = [f"## {task}", "",
              f"Test metrics, mean ± sample std over runs that differ only in seed (n runs).{unit} "
-             "Δ = ours − reference.", "", markdown_table(header, rows), ""]
+             f"Δ = ours − reference.{marks}", "", markdown_table(header, rows), ""]
     if not with_reference:
         parts += ["No per-dataset reference value matches these rows.", ""]
 
@@ -618,12 +719,36 @@ def m4_summary_section(root: Path, references: Sequence[Reference]) -> str:
     return "\n".join([f"### M4 summary ({path.name})", "", note, "", markdown_table(header, rows), ""])
 
 
-def render_tables(root: Path, runs: Sequence[Run], groups: Sequence[Group], references: Sequence[Reference]) -> str:
+def bench_section(benches: Sequence[Bench]) -> str:
+    """Timings of ``python -m symtime_repro.bench`` found below the folder: not runs, no metrics."""
+    if not benches:
+        return ""
+    rows = []
+    for b in sorted(benches, key=lambda b: b.name):
+        r = b.result
+        if not r:
+            rows.append([b.name, "–", "–", "no bench.json (running, killed or failed; see its run.log)", "–", "–", "–",
+                         "–"])
+            continue
+        mfu = r.get("mfu")
+        rows.append([b.name, r.get("task", "?"), r.get("dataset", "?"), r.get("device_name") or r.get("device", "?"),
+                     _number(r.get("train_samples_per_second")), _number(r.get("eval_samples_per_second")),
+                     f"{mfu:.1%}" if isinstance(mfu, (int, float)) else "–", _number(r.get("peak_memory_mb"))])
+    header = ["bench", "task", "dataset", "device", "train samples/s", "eval samples/s", "MFU", "peak MB"]
+    return "\n".join(["## Benchmarks (python -m symtime_repro.bench)", "",
+                      "Timings, not runs: they have no test metrics and are not in the tables above.", "",
+                      markdown_table(header, rows), ""])
+
+
+def render_tables(root: Path, runs: Sequence[Run], groups: Sequence[Group], references: Sequence[Reference],
+                  benches: Sequence[Bench] = ()) -> str:
     """Everything but the plots: the part also printed to stdout."""
     counts = {status: sum(r.status == status for r in runs) for status in dict.fromkeys(r.status for r in runs)}
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
+    benched = f"; {len(benches)} bench dir(s), listed apart" if benches else ""
     parts = [f"# SymTime reproduction report: {root}", "",
-             f"{len(runs)} run dir(s): {summary}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.", ""]
+             f"{len(runs)} run dir(s): {summary or 'none'}{benched}. "
+             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.", ""]
     tasks = [t for t in TASK_ORDER if any(g.task == t for g in groups)]
     tasks += sorted({g.task for g in groups} - set(tasks))
     for task in tasks:
@@ -634,6 +759,7 @@ def render_tables(root: Path, runs: Sequence[Run], groups: Sequence[Group], refe
         parts += ["No completed run: no result table.", ""]
     parts.append(device_section(runs))
     parts.append(problems_section(runs))
+    parts.append(bench_section(benches))
     return "\n".join(parts)
 
 
@@ -643,7 +769,8 @@ def render_tables(root: Path, runs: Sequence[Run], groups: Sequence[Group], refe
 
 def results_fieldnames() -> list[str]:
     metrics = list(dict.fromkeys([*ALL_METRICS, *(m for names in _RECORDED_METRICS.values() for m in names)]))
-    fields = ["run_dir", "status", "reason", "task", "dataset", "setting", "seq_len", "seed", "unit"]
+    fields = ["run_dir", "status", "reason", "task", "dataset", "setting", "seq_len", "seed", "mode", "test_subset",
+              "test_samples_scored", "test_samples_total", "unit"]
     fields += metrics
     fields += ["device", "device_name", "train_samples_per_second", "peak_memory_mb", "wall_seconds", "epochs_run"]
     for metric in metrics:
@@ -659,6 +786,9 @@ def results_rows(runs: Sequence[Run], references: Sequence[Reference]) -> list[d
         row: dict[str, Any] = {
             "run_dir": run.name, "status": run.status, "reason": run.reason, "task": run.task,
             "dataset": run.dataset, "setting": run.setting, "seq_len": run.seq_len, "seed": run.seed,
+            "mode": _first(run.metrics.get("mode"), run.config.get("mode")), "test_subset": run.subset,
+            "test_samples_scored": run.metrics.get("test_samples_scored"),
+            "test_samples_total": run.metrics.get("test_samples_total"),
             "unit": "percent" if run.task in PERCENT_TASKS and run.completed else "",
             "device": run.metrics.get("device"), "device_name": run.metrics.get("device_name"),
             "train_samples_per_second": run.metrics.get("train_samples_per_second"),
@@ -669,6 +799,8 @@ def results_rows(runs: Sequence[Run], references: Sequence[Reference]) -> list[d
         for metric in metric_names(run.task) if run.completed else ():
             value = metric_value(run, metric)
             row[metric] = value
+            if run.subset:  # a sample of the test set: no reference, no difference
+                continue
             ref = find_reference(references, run.task, run.dataset, run.setting, run.seq_len, metric)
             if ref is not None:
                 row[f"{metric}_reference"] = ref.value
@@ -729,10 +861,16 @@ def plot_history(Figure, run: Run, path: Path) -> bool:
         return False
     figure = Figure(figsize=(5, 3.2), layout="constrained")
     ax = figure.subplots()
+    epochs = history["epoch"]
+    shown = []
     for column, label in (("train_loss", "train loss"), ("val_loss", "validation loss")):
         if column in history:
-            ax.plot(history["epoch"], history[column], marker="o", label=label)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+            ax.plot(epochs, history[column], marker="o", label=label)
+            shown += [(e, v) for e, v in zip(epochs, history[column]) if math.isfinite(v)]
+    if len(epochs) <= SHORT_HISTORY:
+        _label_few_points(ax, shown, len(epochs))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title(f"{run.task} {run.dataset} {run.setting} (seed {run.seed})".replace("  ", " "), fontsize=9)
@@ -740,6 +878,21 @@ def plot_history(Figure, run: Run, path: Path) -> bool:
     ax.grid(alpha=0.3)
     _save(figure, path)
     return True
+
+
+SHORT_HISTORY = 2  # epochs up to which the loss plot writes the values on its points
+
+
+def _label_few_points(ax, points: Sequence[tuple[float, float]], epochs: int) -> None:
+    """One or two epochs: matplotlib would zoom around the points (ticks 0.945-1.05 for one value);
+    write each value on its point and start the loss axis at 0, so the plot reads at a glance."""
+    for epoch, value in points:
+        ax.annotate(f"{value:.4g}", (epoch, value), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    values = [v for _, v in points]
+    if values and min(values) >= 0:
+        ax.set_ylim(0, max(values) * 1.25 or 1.0)
+    ax.set_xlim(0.5, epochs + 0.5)
+    ax.set_xticks(range(1, epochs + 1))
 
 
 def plot_samples(Figure, run: Run, path: Path, windows: int = 3) -> bool:
@@ -799,8 +952,9 @@ def plot_vs_reference(Figure, task: str, groups: Sequence[Group], path: Path) ->
         ax.set_xticks(x, labels, fontsize=7)
         ax.set_ylabel(metric + (" (%)" if task in PERCENT_TASKS else ""))
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0].set_title(f"{task}: reproduced vs reference", fontsize=10)
+    # One legend below the plots: inside an axes it covers the bars.
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
+    figure.suptitle(f"{task}: reproduced vs reference", fontsize=10)
     _save(figure, path)
     return True
 
@@ -873,10 +1027,10 @@ def write_report(root: Path, out: Path | None = None, reference_dir: Path = DEFA
     """Collect the runs below ``root`` and write report.md, results.csv and plots/ into ``out``."""
     root = Path(root)
     references = load_references(reference_dir)  # a bad --reference is reported before any run is read
-    runs = collect_runs(root)
+    runs, benches = collect(root)
     out = Path(out) if out is not None else root
     groups = group_runs(runs, references)
-    tables = render_tables(root, runs, groups, references)
+    tables = render_tables(root, runs, groups, references, benches)
     plots = make_plots(out, runs, groups)
     csv_path, md_path = out / "results.csv", out / "report.md"
     write_csv(csv_path, results_rows(runs, references), results_fieldnames())

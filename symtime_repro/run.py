@@ -26,7 +26,7 @@ from .config import RunConfig, validate
 from .console import show_result
 from .data import check_files
 from .errors import RunFailed, UserError
-from .files import RunDirLock, write_json
+from .files import RUN_CONFIG, RunDirLock, write_json, write_yaml
 from .from_checkpoint import (Adopted, adopt_checkpoint_config, log_adopted, require_names_for_official,
                               saved_config)
 from .models import encoder_state_size, load_model_weights, load_pretrained_encoder, read_checkpoint
@@ -199,8 +199,10 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
     trainer = Trainer(rc.trainer, device, run_dir, rc.seed, record, dist, stop)
     fit = FitResult()
     resumed_from = None
+    resume_state = load_resume_state(run_dir, record) if rc.mode == "train" and rc.resume else None
+    if dist.is_main:  # after every check: a refused run (a changed setting on resume too) writes nothing
+        write_yaml(run_dir / RUN_CONFIG, record)
     if rc.mode == "train":
-        resume_state = load_resume_state(run_dir, record) if rc.resume else None
         if rc.resume and resume_state is None:
             log.info("resume=true: no %s in %s yet; starting at epoch 1", RESUME_FILE, run_dir)
         resumed_from = resume_state["epoch"] if resume_state else None
@@ -215,6 +217,11 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
     test = trainer.test(task, model, splits)
     test_seconds = time.perf_counter() - started
     log.info("test: %s (%.1fs)", ", ".join(f"{k} {test[k]:.6f}" for k in task.test_metric_names()), test_seconds)
+    coverage = coverage_record(*trainer.eval_coverage(splits.test), getattr(task, "sample_unit", "samples"))
+    if coverage["test_subset"]:
+        log.warning("the test scored a subset: %s, drawn with seed %d (trainer.limit_eval_batches=%d); these metrics "
+                    "are not those of the full test set and do not compare with published numbers",
+                    subset_phrase(coverage), rc.seed, rc.trainer.limit_eval_batches)
 
     task.save_test_outputs(run_dir)
 
@@ -247,6 +254,7 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
         "model": rc.model.name,
         "experiment": rc.experiment,
         "test_metrics": list(task.test_metric_names()),  # which keys above are this task's test metrics
+        **coverage,
         "pretrained": rc.model.pretrained,
         "ckpt": rc.ckpt,
         # mode=test: the dataset the checkpoint was trained on (null: unknown, an official file), and
@@ -268,10 +276,21 @@ def broadcast_metrics(metrics: Optional[dict[str, Any]], dist: Dist) -> dict[str
     return distributed.broadcast(metrics, dist)
 
 
+def coverage_record(scored: int, total: int, unit: str) -> dict[str, Any]:
+    """metrics.json's record of how much of the test split was scored (always written)."""
+    return {"test_samples_scored": scored, "test_samples_total": total, "test_subset": scored < total,
+            "test_sample_unit": unit}
+
+
+def subset_phrase(metrics: dict[str, Any]) -> str:
+    return f"{metrics['test_samples_scored']} of {metrics['test_samples_total']} test {metrics['test_sample_unit']}"
+
+
 def _log_table(metrics: dict[str, Any], names: tuple[str, ...], run_dir: Path) -> None:
     rows = [("task", metrics["task"]), ("dataset", metrics["dataset"]), ("mode", metrics["mode"]),
             ("device", metrics["device_name"]), ("epochs", metrics["epochs_run"])]
-    rows += [(name, f"{metrics[name]:.6f}") for name in names]
+    mark = f" (subset: {subset_phrase(metrics)})" if metrics.get("test_subset") else ""
+    rows += [(name, f"{metrics[name]:.6f}{mark}") for name in names]
     if metrics["train_samples_per_second"]:
         rows.append(("train samples/s", f"{metrics['train_samples_per_second']:.1f}"))
     rows.append(("peak memory", f"{metrics['peak_memory_mb']:.0f} MB"))

@@ -28,9 +28,9 @@ from typing import Any, Iterable, Iterator, Optional
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
-from .data.windows import make_loader
+from .data.windows import eval_sample_count, make_loader, spread_indices
 from .device import Device
 from .distributed import Dist, broadcast
 from .errors import Preempted, RunFailed, UserError
@@ -171,20 +171,40 @@ class Trainer:
         for batch in batches:
             yield {k: v.to(self.device.torch_device, non_blocking=non_blocking) for k, v in batch.items()}
 
+    @property
+    def eval_batch_size(self) -> int:
+        return self.cfg.eval_batch_size or self.cfg.batch_size
+
+    def eval_coverage(self, dataset) -> tuple[int, int]:
+        """(samples scored, samples in the split) when evaluating ``dataset`` under trainer.limit_eval_batches."""
+        total = len(dataset)
+        return eval_sample_count(total, self.cfg.limit_eval_batches, self.eval_batch_size), total
+
+    def eval_subset(self, dataset):
+        """What an evaluation scores: the whole split, or with trainer.limit_eval_batches a seeded
+        sample spread over it (the same on every call), never just its first batches."""
+        scored, total = self.eval_coverage(dataset)
+        if scored >= total:
+            return dataset
+        return Subset(dataset, spread_indices(total, scored, self.seed))
+
     def eval_batches(self, dataset) -> Iterator[dict]:
-        """A split's batches, in order, on the device (capped by trainer.limit_eval_batches)."""
-        _, batches = self._limit(self.loader(dataset, train=False), self.cfg.limit_eval_batches, "eval")
-        return self._to_device(batches)
+        """All of ``dataset``'s batches, in order, on the device (callers pass :meth:`eval_subset`)."""
+        return self._to_device(self.loader(dataset, train=False))
 
     def evaluate(self, task: Task, model: nn.Module, dataset) -> dict[str, float]:
         model.eval()
         with self.device.autocast():
-            return task.evaluate(model, self.eval_batches(dataset))
+            return task.evaluate(model, self.eval_batches(self.eval_subset(dataset)))
 
     def test(self, task: Task, model: nn.Module, splits: Splits) -> dict[str, Any]:
+        """The task's test on the splits as :meth:`eval_subset` cuts them (anomaly detection also
+        scores the train split, for its threshold)."""
         model.eval()
+        scored = Splits(self.eval_subset(splits.train), self.eval_subset(splits.val), self.eval_subset(splits.test),
+                        splits.info)
         with self.device.autocast():
-            return task.test(model, splits, self.eval_batches)
+            return task.test(model, scored, self.eval_batches)
 
     # -- resuming -------------------------------------------------------------------------------
     def _rng_state(self) -> dict:
@@ -349,6 +369,11 @@ class Trainer:
         log.info("training: %d windows (%d batches of %d%s), %d validation windows, up to %d epochs",
                  len(splits.train), len(train_loader), cfg.batch_size,
                  f" over {dist.world} processes" if dist.enabled else "", len(splits.val), cfg.epochs)
+        scored, total = self.eval_coverage(splits.val)
+        if scored < total:
+            log.info("trainer.limit_eval_batches=%d: validation scores %d of %d %s, drawn over the split with "
+                     "seed %d (the same every epoch)", cfg.limit_eval_batches, scored, total,
+                     getattr(task, "sample_unit", "samples"), self.seed)
 
         with stop if self.stop is None else contextlib.nullcontext():
             self._epochs(task, model, train_model, splits, optimizer, scaler, params, train_loader, result,

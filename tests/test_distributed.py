@@ -53,7 +53,7 @@ def test_two_processes_train_exactly_as_one_and_write_one_run_dir(tmp_path):
     for a, b in zip(strip(single / "history.csv"), strip(double / "history.csv")):
         assert [float(x) for x in a] == pytest.approx([float(x) for x in b], rel=1e-5)
     files = sorted(p.name for p in double.iterdir())
-    assert files == [".hydra", "checkpoint.pt", "history.csv", "metrics.json", "run.log", "test_samples.npz"]
+    assert files == [".hydra", "checkpoint.pt", "config.yaml", "history.csv", "metrics.json", "run.log", "test_samples.npz"]
     assert result.stdout.count("result\n") == 1  # one result table: only process 0 reports
 
     # The distributed checkpoint tests in one process to the same numbers.

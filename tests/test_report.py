@@ -242,3 +242,59 @@ def test_a_short_term_sweep_summary_is_compared_like_for_like(tmp_path):
     assert "| Others | 4773 | 5.000 | 3.500 | 1.100 | smape 4.941, mase 3.327, owa 1.045 | " \
            "smape +0.059, mase +0.173, owa +0.055 |" in text
     assert "| Average | 100000 | 12.500 | 1.700 | 0.900 | owa 0.849 | owa +0.051 |" in text
+
+
+def test_subset_tested_runs_are_marked_and_kept_from_every_reference_comparison(tmp_path):
+    write_run(tmp_path / "full", "long_term", "ECL", 1, mse=0.15, mae=0.25, pred_len=96, test_subset=False,
+              test_samples_scored=5165, test_samples_total=5165, test_sample_unit="windows")
+    write_run(tmp_path / "capped", "long_term", "ECL", 1, mse=0.9, mae=0.9, pred_len=96, test_subset=True,
+              test_samples_scored=1024, test_samples_total=5165, test_sample_unit="windows")
+    result = report.write_report(tmp_path)
+    text = result.markdown_path.read_text()
+    capped = next(line for line in text.splitlines() if "subset test: 1024 of 5165 test windows" in line)
+    assert "0.9000" in capped and f"{ECL_LOGGED_MSE:.4f}" not in capped  # no reference, no Δ
+    full = next(line for line in text.splitlines() if line.startswith("| ECL |") and "0.1500" in line)
+    assert f"{ECL_LOGGED_MSE:.4f}" in full
+    average = next(line for line in text.splitlines() if line.startswith("| paper: average") and "| mse |" in line)
+    assert "| 0.1500 |" in average and "of our 1 row(s)" in average
+    rows = read_results(result.csv_path)
+    assert rows["capped"]["test_subset"] == "True" and rows["capped"]["mse_reference"] == ""
+    assert rows["full"]["test_subset"] == "False" and float(rows["full"]["mse_reference"]) == ECL_LOGGED_MSE
+
+
+def test_bench_dirs_are_listed_apart_not_as_failed_runs(tmp_path):
+    outputs = tmp_path / "outputs"
+    bench = subprocess.run([sys.executable, "-m", "symtime_repro.bench", *TINY, "bench.warmup=0", "bench.steps=1",
+                            "bench.matmul_size=64", f"hydra.run.dir={outputs / 'bench' / 'long_term' / 'ETTh1' / 't'}"],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert bench.returncode == 0, bench.stderr[-2000:]
+    killed = outputs / "bench" / "long_term" / "ETTh1" / "killed"  # a bench that never wrote bench.json
+    (killed / ".hydra").mkdir(parents=True)
+    (killed / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"name": "bench"}}}))
+    (killed / "run.log").write_text("[t][symtime_repro.bench][INFO] timing\n")
+    write_run(outputs / "long_term" / "run", "long_term", "ETTh1", 1, mse=0.4, mae=0.4, pred_len=96)
+    text = report.write_report(outputs).markdown_path.read_text()
+    assert "1 run dir(s): 1 completed; 2 bench dir(s), listed apart" in text
+    assert "None: every run dir holds a completed metrics.json." in text
+    section = text.split("## Benchmarks")[1]
+    assert "| bench/long_term/ETTh1/t | long_term | ETTh1 |" in section
+    assert "| bench/long_term/ETTh1/killed | – | – | no bench.json" in section
+    assert set(read_results(outputs / "results.csv")) == {"long_term/run"}
+
+
+@needs_matplotlib
+def test_a_one_epoch_loss_plot_shows_its_values_and_the_bar_legend_covers_no_bar(tree, tmp_path, monkeypatch):
+    figures = {}
+    monkeypatch.setattr(report, "_save", lambda figure, path: figures.setdefault(path.name, figure))
+    one = write_run(tmp_path / "one", "long_term", "ETTh1", 1, mse=0.4, mae=0.4, pred_len=96)
+    (one / "history.csv").write_text("epoch,train_loss,val_loss,lr,seconds\n1,0.6398,1.187,0.0001,0.4\n")
+    Figure = report.load_matplotlib()
+    report.plot_history(Figure, report.read_run(one, tmp_path), tmp_path / "one_loss.png")
+    ax = figures["one_loss.png"].axes[0]
+    assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > 1.187  # not a zoom around a point
+    assert list(ax.get_xticks()) == [1]
+    assert {t.get_text() for t in ax.texts} == {"0.6398", "1.187"}
+
+    assert report.main([str(tree)]) == 0
+    bars = figures["long_term_vs_reference.png"]
+    assert all(ax.get_legend() is None for ax in bars.axes) and len(bars.legends) == 1

@@ -115,3 +115,22 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
     )
+
+
+def eval_sample_count(total: int, limit: Optional[int], batch_size: int) -> int:
+    """How many of a split's ``total`` samples an evaluation capped at ``limit`` batches scores."""
+    return total if limit is None else min(total, limit * batch_size)
+
+
+def spread_indices(total: int, count: int, seed: int) -> list[int]:
+    """``count`` of ``range(total)``, drawn at random with ``seed`` and sorted.
+
+    A capped evaluation scores these instead of the first batches: splits are often ordered (a
+    UEA test file lists its cases speaker by speaker, a series runs through its seasons), so the
+    first batches can hold one class or one regime only. Same arguments, same indices: validation
+    sees the same subset every epoch.
+    """
+    if count >= total:
+        return list(range(total))
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    return sorted(order[:count].tolist())

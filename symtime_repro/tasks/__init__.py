@@ -63,6 +63,8 @@ class BaseTask:
     name = ""
     # The validation metric early stopping watches, and whether lower or higher is better.
     monitor: tuple[str, str] = ("loss", "min")
+    # What one test sample is, in words (run tables say "1024 of 2785 test windows").
+    sample_unit = "windows"
 
     def test(self, model: nn.Module, splits: Splits,
              batches_for: Callable[[Dataset], Iterable[dict[str, torch.Tensor]]]) -> dict[str, Any]:

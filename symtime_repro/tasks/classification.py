@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 class Classification(BaseTask):
     name = "classification"
     monitor = ("accuracy", "max")  # the official loop stops on accuracy, not on the loss
+    sample_unit = "cases"
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
