@@ -111,6 +111,16 @@ class Run:
         return _first(self.metrics.get("mode"), self.config.get("mode")) == "test"
 
     @property
+    def transfer(self) -> bool:
+        """mode=test of a checkpoint on a dataset other than its own: never set beside that dataset's references."""
+        return self.metrics.get("transfer_evaluation") is True
+
+    @property
+    def comparable(self) -> bool:
+        """Whether the run's metrics may stand beside published numbers for its dataset."""
+        return not self.subset and not self.transfer
+
+    @property
     def subset_phrase(self) -> str:
         m = self.metrics
         if "test_samples_total" not in m:
@@ -432,6 +442,10 @@ class Group:
         return self.runs[0].reevaluation
 
     @property
+    def comparable(self) -> bool:
+        return self.runs[0].comparable  # group_runs' key keeps apart what compares and what does not
+
+    @property
     def note(self) -> str:
         """What the row is, where it is not a full-test training run."""
         notes = []
@@ -439,6 +453,9 @@ class Group:
             ckpts = sorted({str(_first(r.metrics.get("ckpt"), r.config.get("ckpt")) or "?") for r in self.runs})
             shown = ", ".join("/".join(Path(c).parts[-3:]) for c in ckpts[:2]) + (", …" if len(ckpts) > 2 else "")
             notes.append(f"re-evaluation (mode=test) of {shown}")
+        if self.runs[0].transfer:
+            trained = sorted({str(r.metrics.get("trained_on")) for r in self.runs})
+            notes.append(f"transfer evaluation: a model trained on {', '.join(trained)}; not compared with references")
         if self.subset:
             phrases = sorted({r.subset_phrase for r in self.runs})
             notes.append(f"subset test: {phrases[0] if len(phrases) == 1 else 'a sample of the test set'} "
@@ -483,7 +500,8 @@ def group_runs(runs: Iterable[Run], references: Sequence[Reference]) -> list[Gro
         # Subset tests and re-evaluations are never pooled with full-test training runs, whatever
         # the config files say (old run dirs lack config.yaml).
         key = (run.task, run.dataset, run.setting, run.seq_len,
-               _fingerprint_key({**fingerprint, "subset test": run.subset, "re-evaluation": run.reevaluation}))
+               _fingerprint_key({**fingerprint, "subset test": run.subset, "re-evaluation": run.reevaluation,
+                                 "trained on": run.metrics.get("trained_on") if run.transfer else None}))
         buckets.setdefault(key, []).append(run)
         fingerprints[key] = fingerprint
 
@@ -496,7 +514,7 @@ def group_runs(runs: Iterable[Run], references: Sequence[Reference]) -> list[Gro
             if values:
                 mean, std = mean_std(values)
                 group.stats[metric] = (mean, std, len(values))
-            ref = None if group.subset else find_reference(references, task, dataset, setting, seq_len, metric)
+            ref = find_reference(references, task, dataset, setting, seq_len, metric) if group.comparable else None
             if ref is not None:
                 group.references[metric] = ref
         groups[key] = group
@@ -538,8 +556,8 @@ class PaperAverage:
 def averaged_groups(groups: Sequence[Group]) -> list[Group]:
     """The rows "ours" averages beside the paper: full tests only, and a re-evaluation only where no
     training run covers its dataset and setting (else one model would count twice)."""
-    trained = {(g.task, g.dataset, g.setting, g.seq_len) for g in groups if not g.reevaluation and not g.subset}
-    return [g for g in groups if not g.subset
+    trained = {(g.task, g.dataset, g.setting, g.seq_len) for g in groups if not g.reevaluation and g.comparable}
+    return [g for g in groups if g.comparable
             and (not g.reevaluation or (g.task, g.dataset, g.setting, g.seq_len) not in trained)]
 
 
@@ -615,6 +633,9 @@ def task_section(task: str, groups: Sequence[Group], references: Sequence[Refere
     if any(g.subset for g in groups):
         marks += (" Rows noted *subset test* scored only a sample of the test set (trainer.limit_eval_batches): "
                   "they are not compared with reference numbers nor counted in the averages below.")
+    if any(r.transfer for g in groups for r in g.runs):
+        marks += (" Rows noted *transfer evaluation* test a model trained on another dataset: they are not compared "
+                  "with reference numbers nor counted in the averages below.")
     if any(g.reevaluation for g in groups):
         marks += (" Rows noted *re-evaluation* test a checkpoint again (mode=test): n counts evaluations of the same "
                   "weights, not trained seeds, and such a row counts in the averages below only where no training "
@@ -799,7 +820,7 @@ def results_rows(runs: Sequence[Run], references: Sequence[Reference]) -> list[d
         for metric in metric_names(run.task) if run.completed else ():
             value = metric_value(run, metric)
             row[metric] = value
-            if run.subset:  # a sample of the test set: no reference, no difference
+            if not run.comparable:  # a sample of the test set, or another dataset's model: no reference
                 continue
             ref = find_reference(references, run.task, run.dataset, run.setting, run.seq_len, metric)
             if ref is not None:

@@ -298,3 +298,19 @@ def test_a_one_epoch_loss_plot_shows_its_values_and_the_bar_legend_covers_no_bar
     assert report.main([str(tree)]) == 0
     bars = figures["long_term_vs_reference.png"]
     assert all(ax.get_legend() is None for ax in bars.axes) and len(bars.legends) == 1
+
+
+def test_a_transfer_evaluation_is_marked_and_kept_from_the_datasets_references(tmp_path):
+    write_run(tmp_path / "trained", "long_term", "ECL", 1, mse=0.15, mae=0.25, pred_len=96)
+    transfer = write_run(tmp_path / "transfer", "long_term", "ECL", 1, mse=0.6, mae=0.5, pred_len=96,
+                         trained_on="Weather", transfer_evaluation=True, ckpt="runs/weather/checkpoint.pt")
+    metrics = json.loads((transfer / "metrics.json").read_text())
+    (transfer / "metrics.json").write_text(json.dumps({**metrics, "mode": "test"}))
+    result = report.write_report(tmp_path)
+    text = result.markdown_path.read_text()
+    row = next(line for line in text.splitlines() if "transfer evaluation: a model trained on Weather" in line)
+    assert "0.6000" in row and f"{ECL_LOGGED_MSE:.4f}" not in row  # no reference, no Δ
+    average = next(line for line in text.splitlines() if line.startswith("| paper: average") and "| mse |" in line)
+    assert "| 0.1500 |" in average and "of our 1 row(s)" in average  # the ECL model alone
+    rows = read_results(result.csv_path)
+    assert rows["transfer"]["mse_reference"] == "" and float(rows["trained"]["mse_reference"]) == ECL_LOGGED_MSE
