@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from .allocator import restart_with_mimalloc
-from .config import register_configs
+from .config import register_configs, unknown_key, unknown_option
 from .errors import Preempted, RunFailed, UserError
 from .preemption import EXIT_PREEMPTED, StopRequest, requeue_slurm_job
 
@@ -105,8 +105,7 @@ def describe_config_error(exc: BaseException, argv: Optional[list[str]] = None) 
         return f"cannot compose the configuration from these overrides: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and "/" in exc.missing_cfg_file:
         group, _, choice = exc.missing_cfg_file.rpartition("/")
-        options = ", ".join(sorted(exc.options or []))
-        return f"{group}={choice} is not available; choose one of: {options}"
+        return unknown_option(group, choice, sorted(exc.options or [])) or str(exc)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     message = lines[0] if lines else type(exc).__name__
     if getattr(exc, "override", None):  # an override that does not parse
@@ -120,6 +119,51 @@ def describe_config_error(exc: BaseException, argv: Optional[list[str]] = None) 
         if key:
             message += f" (key: {key})"
     return message
+
+
+def override_values(value: object) -> list[str]:
+    """The option names an override's value gives: one, or each of a sweep's list (a,b or
+    choice(a,b)). Interpolations, globs, ranges, null and non-strings are left to Hydra."""
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    given = value.list if isinstance(value, ChoiceSweep) else [value]
+    return [v for v in given if isinstance(v, str) and "${" not in v]
+
+
+def refused_override(argv: list[str]) -> Optional[str]:
+    """Why an override names a config group option or a key that does not exist, or None.
+
+    Checked before Hydra starts, so a typo creates no run dir: Hydra skips an unknown
+    experiment=<preset> without a word (the defaults list has it as optional) and runs the default
+    job, and its own message for an unknown key (trainer.lrr=1) suggests no key."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    groups = {group: options for group, options in config_groups().items() if group != "hydra"}
+    parser = OverridesParser.create()
+    for arg in argv:
+        if arg.startswith("-"):  # -m, --cfg, …; a flag's own value (job) does not parse as an override
+            continue
+        try:
+            override = parser.parse_override(arg)
+        except Exception:  # Hydra reports what does not parse, in its own words
+            continue
+        key = override.key_or_group
+        group, _, folder = key.partition("/")  # experiment/long_term=ETTh1_96 is experiment=long_term/ETTh1_96
+        if key.startswith("hydra"):
+            continue
+        if group in groups:
+            if override.type == OverrideType.DEL:
+                continue
+            for value in override_values(override.value()):
+                problem = unknown_option(group, f"{folder}/{value}" if folder else value, groups[group])
+                if problem:
+                    return problem
+        elif "/" not in key:
+            problem = unknown_key(key)
+            if problem:
+                return problem
+    return None
 
 
 # Launchers that start a fresh Python process for every job (joblib's workers are reused between jobs).
@@ -162,6 +206,10 @@ def launch(hydra_app: Callable[[], None]) -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     restart_with_mimalloc()  # returns unless mimalloc is installed and not yet preloaded
     _app.entered = False
+    refusal = refused_override(sys.argv[1:])
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     try:
         # SIGTERM / SIGINT from here on end the command with status 75 and one line; a run replaces
         # this with its own handling while it lasts (training saves at the next step boundary).

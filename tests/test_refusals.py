@@ -1,0 +1,96 @@
+"""Refused commands: a name that does not exist (a preset, a group option, a key) is refused with the
+name meant, and a refused run leaves no run dir behind (issue 14)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import assert_user_error, DATA_ROOT, run_cli, TINY
+
+# A run is short if it happens: a name that is wrongly accepted then costs seconds, not an epoch of ETTh1.
+SHORT = [*TINY, "trainer.epochs=1", "trainer.limit_train_batches=1", "trainer.limit_eval_batches=1"]
+
+
+def refused_in_process(cli, args: list[str], expected: str, capfd) -> str:
+    """Run the command line in this process; it must end as a user error with one line holding
+    ``expected``. The line."""
+    capfd.readouterr()
+    code = cli(args)
+    out, err = capfd.readouterr()
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in out + err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and expected in errors[0], err[-2000:]
+    return errors[0]
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+# --- names that do not exist ----------------------------------------------------------------------
+
+UNKNOWN_NAMES = {
+    # An optional default: Hydra skipped these without a word and ran the default ETTh1 job.
+    "preset typo": (["experiment=long_term/ETTh1_97"],
+                    "experiment=long_term/ETTh1_97 is not available; did you mean long_term/ETTh1_96? "
+                    "Choose one of: long_term/ECL_192,"),
+    "preset plural": (["experiment=classification/JapaneseVowel"], "did you mean classification/JapaneseVowels?"),
+    "preset folder": (["experiment=long_term"], "experiment=long_term is not available; choose one of: long_term/ECL_192"),
+    "preset empty": (["experiment="], "experiment= is not available; choose one of: anomaly/MSL"),
+    "preset case": (["experiment=long_term/etth1_96"], "did you mean long_term/ETTh1_96?"),
+    "preset added": (["+experiment=long_term/ETTh1_97"], "did you mean long_term/ETTh1_96?"),
+    "preset force-added": (["++experiment=long_term/ETTh1_97"], "did you mean long_term/ETTh1_96?"),
+    "preset as subgroup": (["experiment/long_term=ETTh1_97"], "did you mean long_term/ETTh1_96?"),
+    "preset in a sweep": (["-m", "experiment=long_term/ETTh1_96,long_term/ETTh1_97"], "did you mean long_term/ETTh1_96?"),
+    "preset in choice()": (["-m", "experiment=choice(long_term/ETTh1_96,long_term/ETTh1_97)"],
+                           "experiment=long_term/ETTh1_97 is not available"),
+    "dataset typo": (["dataset=ETTh3"], "dataset=ETTh3 is not available; did you mean ETTh"),
+    "dataset added": (["+dataset=ETTh3"], "dataset=ETTh3 is not available; did you mean ETTh"),
+    "dataset force-added": (["++dataset=ETTh3"], "dataset=ETTh3 is not available; did you mean ETTh"),
+    "dataset in a sweep": (["-m", "dataset=ETTh1,ETTm3"], "dataset=ETTm3 is not available; did you mean ETTm"),
+    "task typo": (["task=longterm"], "task=longterm is not available; did you mean long_term? Choose one of: "
+                  "anomaly, classification, imputation, long_term, short_term"),
+    "model typo": (["model=symtime_base"], "model=symtime_base is not available; did you mean symtime"),
+    "device alias": (["device=gpu"], "device=gpu is not available: gpu is called cuda here; use device=cuda"),
+    "trainer": (["trainer=fast"], "trainer=fast is not available; choose one of: default"),
+    # Other names of the data sets, and another case.
+    "Electricity": (["dataset=Electricity"], "Electricity is called ECL here; use dataset=ECL"),
+    "electricity": (["dataset=electricity"], "electricity is called ECL here; use dataset=ECL"),
+    "exchange_rate": (["dataset=exchange_rate"], "exchange_rate is called Exchange here; use dataset=Exchange"),
+    "national_illness": (["dataset=national_illness"], "national_illness is called ILI here; use dataset=ILI"),
+    "illness": (["dataset=illness"], "illness is called ILI here; use dataset=ILI"),
+    "ETTH1": (["dataset=ETTH1"], "dataset=ETTH1 is not available; did you mean ETTh1?"),
+    "traffic": (["dataset=traffic"], "dataset=traffic is not available; did you mean Traffic?"),
+    "weather": (["dataset=weather"], "did you mean Weather?"),
+    # A key the schema lacks, without ++ (Hydra's own line named no key).
+    "key typo": (["trainer.lrr=0.001"], "trainer.lrr is not a configuration key; did you mean trainer.lr?"),
+    "key added": (["+trainer.lrr=0.001"], "trainer.lrr is not a configuration key; did you mean trainer.lr?"),
+    "key deleted": (["~trainer.lrr"], "trainer.lrr is not a configuration key; did you mean trainer.lr?"),
+    "top-level key": (["sed=1"], "sed is not a configuration key; did you mean seed?"),
+    "group key": (["datset=ETTh1"], "datset is not a configuration key; did you mean dataset?"),
+    "key in a sweep": (["-m", "trainer.lrr=0.1,0.2"], "trainer.lrr is not a configuration key; did you mean trainer.lr?"),
+}
+
+
+@pytest.mark.parametrize("case", UNKNOWN_NAMES, ids=list(UNKNOWN_NAMES))
+def test_a_name_that_does_not_exist_is_refused_with_the_name_meant(case, cli_in_process, tmp_path, capfd):
+    args, expected = UNKNOWN_NAMES[case]
+    refused_in_process(cli_in_process, [*SHORT, *args, f"hydra.run.dir={tmp_path}/run",
+                                        f"hydra.sweep.dir={tmp_path}/sweep"], expected, capfd)
+    assert leftovers(tmp_path) == []  # refused before Hydra made a folder
+
+
+def test_a_misspelled_preset_runs_nothing(tmp_path):
+    """The report of issue 14, as typed: it ran the default ETTh1 job and recorded experiment null."""
+    result = run_cli([*SHORT, "experiment=long_term/ETTh1_97"], cwd=tmp_path)
+    assert_user_error(result, "experiment=long_term/ETTh1_97 is not available; did you mean long_term/ETTh1_96?",
+                      tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+def test_an_existing_name_is_still_accepted(cli_in_process, capfd):
+    capfd.readouterr()
+    assert cli_in_process(["experiment=long_term/ETTh1_96", "dataset=ETTh2", "~experiment", "-c", "job"]) == 0
+    assert cli_in_process(["dataset=ECL", "device=auto", "model=symtime_small", "task=imputation", "-c", "job"]) == 0
+    assert "error:" not in capfd.readouterr().err
