@@ -94,3 +94,54 @@ def test_an_existing_name_is_still_accepted(cli_in_process, capfd):
     assert cli_in_process(["experiment=long_term/ETTh1_96", "dataset=ETTh2", "~experiment", "-c", "job"]) == 0
     assert cli_in_process(["dataset=ECL", "device=auto", "model=symtime_small", "task=imputation", "-c", "job"]) == 0
     assert "error:" not in capfd.readouterr().err
+
+
+# --- a refused run leaves no run dir ---------------------------------------------------------------
+
+REFUSED = [f"data.root={DATA_ROOT}", "trainer.epochs=0"]  # refused by validation, after Hydra made the run dir
+REFUSAL = "trainer.epochs must be >= 1, got 0"
+
+
+def test_a_refused_run_leaves_nothing_in_outputs(tmp_path):
+    result = run_cli(REFUSED, cwd=tmp_path)
+    assert_user_error(result, REFUSAL, tmp_path)
+    assert leftovers(tmp_path) == []  # outputs/ came with this command and went with it
+    # Folders that were there before stay, even empty ones.
+    (tmp_path / "outputs" / "long_term").mkdir(parents=True)
+    (tmp_path / "outputs" / "imputation" / "ETTh1" / "earlier").mkdir(parents=True)
+    (tmp_path / "outputs" / "imputation" / "ETTh1" / "earlier" / "metrics.json").write_text("{}")
+    before = leftovers(tmp_path)
+    assert_user_error(run_cli(REFUSED, cwd=tmp_path), REFUSAL, tmp_path)
+    assert_user_error(run_cli([*REFUSED, "task=imputation"], cwd=tmp_path), REFUSAL, tmp_path)
+    assert leftovers(tmp_path) == before
+
+
+def test_a_refused_run_keeps_a_run_dir_that_existed(cli_in_process, tmp_path, capfd):
+    """resume=true on an existing run: the refusal must not touch the run's folder or files."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "last.pt").write_bytes(b"state")
+    refused_in_process(cli_in_process, [*REFUSED, "resume=true", f"hydra.run.dir={run_dir}"], REFUSAL, capfd)
+    assert (run_dir / "last.pt").read_bytes() == b"state" and (run_dir / "run.log").is_file()
+    empty = tmp_path / "made_by_hand"
+    empty.mkdir()
+    refused_in_process(cli_in_process, [*REFUSED, f"hydra.run.dir={empty}"], REFUSAL, capfd)
+    assert empty.is_dir()
+
+
+def test_a_refused_run_removes_the_folders_it_created(cli_in_process, tmp_path, capfd):
+    refused_in_process(cli_in_process, [*REFUSED, f"hydra.run.dir={tmp_path}/a/b/run"], REFUSAL, capfd)
+    assert leftovers(tmp_path) == []
+    refused_in_process(cli_in_process, [*REFUSED, f"hydra.run.dir={tmp_path}/runs/${{now:%H-%M-%S}}"], REFUSAL, capfd)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_refused_sweep_job_leaves_no_job_dir(cli_in_process, tmp_path, capfd):
+    sweep = tmp_path / "sweep"
+    refused_in_process(cli_in_process, ["-m", *REFUSED, f"hydra.sweep.dir={sweep}"], REFUSAL, capfd)
+    assert leftovers(tmp_path) == []  # the sweep's only job was refused: its multirun.yaml goes too
+    # Run again in a sweep dir that holds the job from before (resume=true re-runs): kept as it was.
+    (sweep / "0_long_term_ETTh1").mkdir(parents=True)
+    (sweep / "0_long_term_ETTh1" / "last.pt").write_bytes(b"state")
+    refused_in_process(cli_in_process, ["-m", *REFUSED, "resume=true", f"hydra.sweep.dir={sweep}"], REFUSAL, capfd)
+    assert (sweep / "0_long_term_ETTh1" / "last.pt").read_bytes() == b"state"
