@@ -186,8 +186,7 @@ def describe_config_error(exc: BaseException, argv: Optional[list[str]] = None) 
         for arg in argv or []:
             key, _, value = arg.lstrip("+~").partition("=")
             if key in groups and value not in groups[key]:
-                return (f"{arg}: a config group takes the name of one of its options; choose one of: "
-                        f"{', '.join(groups[key])}")
+                return not_a_name(arg, groups[key])
         return f"cannot compose the configuration from these overrides: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and "/" in exc.missing_cfg_file:
         group, _, choice = exc.missing_cfg_file.rpartition("/")
@@ -207,13 +206,19 @@ def describe_config_error(exc: BaseException, argv: Optional[list[str]] = None) 
     return message
 
 
-def override_values(value: object) -> list[str]:
-    """The option names an override's value gives: one, or each of a sweep's list (a,b or
-    choice(a,b)). Interpolations, globs, ranges, null and non-strings are left to Hydra."""
-    from hydra.core.override_parser.types import ChoiceSweep
+def not_a_name(arg: str, options: list[str]) -> str:
+    return f"{arg}: a config group takes the name of one of its options; choose one of: {', '.join(options)}"
 
+
+def override_values(value: object) -> list[object]:
+    """What an override gives a config group: one value, or each of a sweep's list (a,b or
+    choice(a,b)). Interpolations, globs and ranges are left to Hydra."""
+    from hydra.core.override_parser.types import ChoiceSweep, Sweep
+
+    if isinstance(value, Sweep) and not isinstance(value, ChoiceSweep):
+        return []
     given = value.list if isinstance(value, ChoiceSweep) else [value]
-    return [v for v in given if isinstance(v, str) and "${" not in v]
+    return [v for v in given if not (isinstance(v, str) and "${" in v)]
 
 
 def refused_override(argv: list[str]) -> Optional[str]:
@@ -236,12 +241,14 @@ def refused_override(argv: list[str]) -> Optional[str]:
             continue
         key = override.key_or_group
         group, _, folder = key.partition("/")  # experiment/long_term=ETTh1_96 is experiment=long_term/ETTh1_96
-        if key.startswith("hydra"):
+        if group.split(".")[0] == "hydra":  # Hydra's own settings and launcher plugins: Hydra checks them
             continue
         if group in groups:
             if override.type == OverrideType.DEL:
                 continue
             for value in override_values(override.value()):
+                if not isinstance(value, str):  # dataset=[] selects no dataset, and the schema's defaults run
+                    return not_a_name(arg, groups[group])
                 problem = unknown_option(group, f"{folder}/{value}" if folder else value, groups[group])
                 if problem:
                     return problem
@@ -249,6 +256,8 @@ def refused_override(argv: list[str]) -> Optional[str]:
             problem = unknown_key(key)
             if problem:
                 return problem
+            if override.type == OverrideType.DEL:  # the code reads every key: ~mode fails deep in the run
+                return f"{arg}: a configuration key cannot be deleted; set it ({key}=…) instead"
     return None
 
 

@@ -63,12 +63,18 @@ UNKNOWN_NAMES = {
     "ETTH1": (["dataset=ETTH1"], "dataset=ETTH1 is not available; did you mean ETTh1?"),
     "traffic": (["dataset=traffic"], "dataset=traffic is not available; did you mean Traffic?"),
     "weather": (["dataset=weather"], "did you mean Weather?"),
+    # Not a name: a list selects no option (Hydra's multi-select), and the schema's defaults ran.
+    "empty list": (["dataset=[]"], "dataset=[]: a config group takes the name of one of its options; choose one of: ECL"),
+    "list": (["dataset=[ETTh1,ETTh2]"], "a config group takes the name of one of its options"),
+    "number in a sweep": (["-m", "dataset=1,ETTh1"], "a config group takes the name of one of its options"),
     # A key the schema lacks, without ++ (Hydra's own line named no key).
     "key typo": (["trainer.lrr=0.001"], "trainer.lrr is not a configuration key; did you mean trainer.lr?"),
     "key added": (["+trainer.lrr=0.001"], "trainer.lrr is not a configuration key; did you mean trainer.lr?"),
     "key deleted": (["~trainer.lrr"], "trainer.lrr is not a configuration key; did you mean trainer.lr?"),
     "top-level key": (["sed=1"], "sed is not a configuration key; did you mean seed?"),
     "group key": (["datset=ETTh1"], "datset is not a configuration key; did you mean dataset?"),
+    # Every key is read: ~mode failed inside the run (after Hydra made the run dir).
+    "deleted key": (["~mode"], "~mode: a configuration key cannot be deleted; set it (mode=…) instead"),
     "key in a sweep": (["-m", "trainer.lrr=0.1,0.2"], "trainer.lrr is not a configuration key; did you mean trainer.lr?"),
 }
 
