@@ -17,6 +17,7 @@ if __name__ == "__main__":  # `python -m symtime_repro`, before anything heavy i
 import errno
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,7 +30,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from .allocator import restart_with_mimalloc
-from .config import register_configs
+from .config import register_configs, unknown_key, unknown_option
 from .errors import Preempted, RunFailed, UserError
 from .preemption import EXIT_PREEMPTED, StopRequest, requeue_slurm_job
 
@@ -38,6 +39,10 @@ EXIT_USER_ERROR = 2
 EXIT_RUN_FAILED = 3  # the run started and failed (metrics.json says why)
 
 register_configs()
+
+# What existed before this command where its run dir will be (see existing_dirs); hydra_main removes
+# what Hydra created for a run it refuses. A plain object, like _app below, so joblib's workers get it.
+_before = SimpleNamespace(anchor=None, depth=0, existed=frozenset())
 
 # Whether Hydra finished composing and called our app: an error before that is the user's override.
 # A plain object: under `python -m` joblib's workers receive hydra_main by value, with what it uses.
@@ -61,6 +66,7 @@ def hydra_main(cfg: DictConfig) -> None:
         run(cfg, run_dir)
     except UserError as exc:
         log.error("error: %s", exc)
+        remove_refused_run_dir(run_dir)
         sys.exit(EXIT_USER_ERROR)
     except RunFailed as exc:
         log.error("error: %s", exc)
@@ -74,6 +80,86 @@ def hydra_main(cfg: DictConfig) -> None:
                   "(each is written whole or not at all). Free space and continue with resume=true "
                   "hydra.run.dir=%s", exc.filename or "a file", exc.strerror, run_dir, run_dir)
         sys.exit(EXIT_RUN_FAILED)
+
+
+def run_dir_pattern(argv: list[str]) -> str:
+    """hydra.run.dir, or for a multirun hydra.sweep.dir/hydra.sweep.subdir, as given (the last
+    override wins over conf/config.yaml), ${…} unresolved."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    defaults = OmegaConf.to_container(OmegaConf.load(files("symtime_repro.conf") / "config.yaml").hydra)
+
+    def given(key: str, default: str) -> str:
+        values = [a.split("=", 1)[1] for a in argv if a.lstrip("+").split("=", 1)[0] == key]
+        return values[-1] if values else default
+
+    if is_multirun(argv):
+        return (f"{given('hydra.sweep.dir', defaults['sweep']['dir'])}/"
+                f"{given('hydra.sweep.subdir', defaults['sweep']['subdir'])}")
+    return given("hydra.run.dir", defaults["run"]["dir"])
+
+
+def existing_dirs(pattern: str) -> tuple[Path, int, frozenset[Path]]:
+    """Where a run dir made from ``pattern`` may lie and what is there now: the anchor (the deepest
+    existing folder of the pattern's fixed start: outputs/ for outputs/${task.name}/…), how many
+    levels below it the run dir lies, and every folder under it that matches the pattern, level by
+    level, now. Whatever this command later finds there and not in the set, it created itself."""
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if set(part) & set("${}")), len(parts))
+    anchor = Path(os.path.abspath(Path(*parts[:fixed]) if fixed else "."))
+    rest = parts[fixed:]
+    while not anchor.is_dir():  # part of the fixed start is yet to be created
+        rest, anchor = (anchor.name, *rest), anchor.parent
+    existed, level = {anchor}, [anchor]
+    for part in rest:
+        if set(part) & set("${}"):  # any name may come of it
+            level = [child for folder in level for child in _subdirs(folder)]
+        else:
+            level = [folder / part for folder in level if (folder / part).is_dir()]
+        existed.update(level)
+    return anchor, len(rest), frozenset(existed)
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    try:
+        return [child for child in folder.iterdir() if child.is_dir()]
+    except OSError:
+        return []
+
+
+def remove_refused_run_dir(run_dir: Path) -> None:
+    """Remove the run dir Hydra created for a run refused before it began, and the folders above it
+    this command created that are now empty, so that a typo leaves nothing in outputs/.
+
+    Never a folder that existed before the command (hydra.run.dir=<a run> resume=true keeps its
+    dir), nothing at or above the anchor, and no run dir that holds more than Hydra's own record
+    (.hydra/) and the log: a file of the run itself means it began."""
+    anchor, existed = _before.anchor, _before.existed
+    run_dir = Path(os.path.abspath(run_dir))
+    if anchor is None or anchor not in run_dir.parents or run_dir in existed or not run_dir.is_dir():
+        return
+    if len(run_dir.relative_to(anchor).parts) != _before.depth:
+        return  # an interpolation made more or fewer levels than the pattern shows: what existed is unknown
+    hydra = HydraConfig.get()
+    logs = {Path(h.baseFilename) for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)}
+    own = {run_dir / str(hydra.output_subdir), *logs}
+    if any(entry not in own for entry in run_dir.iterdir()):
+        return
+    for handler in logging.getLogger().handlers:  # the log is going away with its folder
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) in own:
+            handler.close()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    sequential = hydra.launcher._target_.endswith(".BasicLauncher")  # no other job of the sweep runs now
+    folder = run_dir.parent
+    while folder != anchor and folder not in existed:
+        left = list(folder.iterdir())
+        # A sweep dir whose only file is Hydra's multirun.yaml: no job of this sweep has a dir in it.
+        if left and not (sequential and [p.name for p in left] == ["multirun.yaml"]):
+            break
+        shutil.rmtree(folder, ignore_errors=True)
+        folder = folder.parent
 
 
 def config_groups() -> dict[str, list[str]]:
@@ -100,13 +186,11 @@ def describe_config_error(exc: BaseException, argv: Optional[list[str]] = None) 
         for arg in argv or []:
             key, _, value = arg.lstrip("+~").partition("=")
             if key in groups and value not in groups[key]:
-                return (f"{arg}: a config group takes the name of one of its options; choose one of: "
-                        f"{', '.join(groups[key])}")
+                return not_a_name(arg, groups[key])
         return f"cannot compose the configuration from these overrides: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and "/" in exc.missing_cfg_file:
         group, _, choice = exc.missing_cfg_file.rpartition("/")
-        options = ", ".join(sorted(exc.options or []))
-        return f"{group}={choice} is not available; choose one of: {options}"
+        return unknown_option(group, choice, sorted(exc.options or [])) or str(exc)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     message = lines[0] if lines else type(exc).__name__
     if getattr(exc, "override", None):  # an override that does not parse
@@ -120,6 +204,61 @@ def describe_config_error(exc: BaseException, argv: Optional[list[str]] = None) 
         if key:
             message += f" (key: {key})"
     return message
+
+
+def not_a_name(arg: str, options: list[str]) -> str:
+    return f"{arg}: a config group takes the name of one of its options; choose one of: {', '.join(options)}"
+
+
+def override_values(value: object) -> list[object]:
+    """What an override gives a config group: one value, or each of a sweep's list (a,b or
+    choice(a,b)). Interpolations, globs and ranges are left to Hydra."""
+    from hydra.core.override_parser.types import ChoiceSweep, Sweep
+
+    if isinstance(value, Sweep) and not isinstance(value, ChoiceSweep):
+        return []
+    given = value.list if isinstance(value, ChoiceSweep) else [value]
+    return [v for v in given if not (isinstance(v, str) and "${" in v)]
+
+
+def refused_override(argv: list[str]) -> Optional[str]:
+    """Why an override names a config group option or a key that does not exist, or None.
+
+    Checked before Hydra starts, so a typo creates no run dir: Hydra skips an unknown
+    experiment=<preset> without a word (the defaults list has it as optional) and runs the default
+    job, and its own message for an unknown key (trainer.lrr=1) suggests no key."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    groups = {group: options for group, options in config_groups().items() if group != "hydra"}
+    parser = OverridesParser.create()
+    for arg in argv:
+        if arg.startswith("-"):  # -m, --cfg, …; a flag's own value (job) does not parse as an override
+            continue
+        try:
+            override = parser.parse_override(arg)
+        except Exception:  # Hydra reports what does not parse, in its own words
+            continue
+        key = override.key_or_group
+        group, _, folder = key.partition("/")  # experiment/long_term=ETTh1_96 is experiment=long_term/ETTh1_96
+        if group.split(".")[0] == "hydra":  # Hydra's own settings and launcher plugins: Hydra checks them
+            continue
+        if group in groups:
+            if override.type == OverrideType.DEL:
+                continue
+            for value in override_values(override.value()):
+                if not isinstance(value, str):  # dataset=[] selects no dataset, and the schema's defaults run
+                    return not_a_name(arg, groups[group])
+                problem = unknown_option(group, f"{folder}/{value}" if folder else value, groups[group])
+                if problem:
+                    return problem
+        elif "/" not in key:
+            problem = unknown_key(key)
+            if problem:
+                return problem
+            if override.type == OverrideType.DEL:  # the code reads every key: ~mode fails deep in the run
+                return f"{arg}: a configuration key cannot be deleted; set it ({key}=…) instead"
+    return None
 
 
 # Launchers that start a fresh Python process for every job (joblib's workers are reused between jobs).
@@ -162,6 +301,10 @@ def launch(hydra_app: Callable[[], None]) -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     restart_with_mimalloc()  # returns unless mimalloc is installed and not yet preloaded
     _app.entered = False
+    refusal = refused_override(sys.argv[1:])
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     try:
         # SIGTERM / SIGINT from here on end the command with status 75 and one line; a run replaces
         # this with its own handling while it lasts (training saves at the next step boundary).
@@ -226,6 +369,7 @@ def main() -> None:
         print(f"error: {refusal}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     sys.argv += torchrun_overrides(sys.argv[1:])
+    _before.anchor, _before.depth, _before.existed = existing_dirs(run_dir_pattern(sys.argv[1:]))
     launch(hydra_main)
 
 

@@ -22,6 +22,14 @@ from .errors import UserError
 DEVICE_NAMES = ("cpu", "cuda", "npu", "auto")
 LR_SCHEDULES = ("type1", "type2", "cosine", "constant")
 FEATURE_MODES = ("M", "S", "MS")
+# Other names a config group option goes by (TSLib's folder and file names, the papers' tables, common
+# words), lower case -> our name, per group. A different case alone (ETTH1, weather) needs no entry:
+# closest() matches case.
+OPTION_ALIASES = {
+    "dataset": {"electricity": "ECL", "exchange_rate": "Exchange", "exchangerate": "Exchange", "illness": "ILI",
+                "national_illness": "ILI"},
+    "device": {"gpu": "cuda", "ascend": "npu"},
+}
 
 
 @dataclass
@@ -182,17 +190,66 @@ def _check_int64(node: Any, prefix: str = "") -> None:
             raise UserError(f"{prefix}{f.name}={value} is out of range (integers must lie within ±9.2e18)")
 
 
+def closest(name: str, candidates: typing.Sequence[str]) -> Optional[str]:
+    """The candidate a typo most likely meant: the same name in another case (ETTH1 -> ETTh1), else
+    the nearest spelling (difflib), else None."""
+    same = [c for c in candidates if c.lower() == name.lower()]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return close[0] if close else None
+
+
+def _not_a_key(key: str, hints: dict, prefix: str) -> str:
+    close = closest(key, list(hints))
+    hint = f"; did you mean {prefix}{close}?" if close else f"; the keys here: {', '.join(hints)}"
+    return f"{prefix}{key} is not a configuration key{hint}"
+
+
+def unknown_key(dotted: str, schema: type = RunConfig) -> Optional[str]:
+    """Why ``dotted`` (``trainer.lrr``, ``sed``) names no key of the schema, with the closest real
+    key; None when it is one, or when it goes below a key that is not a section (Hydra judges that)."""
+    prefix = ""
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(schema):
+            return None
+        hints = typing.get_type_hints(schema)
+        if part not in hints:
+            return _not_a_key(part, hints, prefix)
+        schema, prefix = hints[part], f"{prefix}{part}."
+    return None
+
+
 def _check_known_keys(values: dict, schema: type = RunConfig, prefix: str = "") -> None:
     """Refuse a key the schema lacks: ``++trainer.lrr=0.5`` force-adds one that no code reads, and the
     run would otherwise go on with the default learning rate without a word."""
     hints = typing.get_type_hints(schema)
     for key, value in values.items():
         if key not in hints:
-            close = difflib.get_close_matches(str(key), list(hints), n=1)
-            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; the keys here: {', '.join(hints)}"
-            raise UserError(f"{prefix}{key} is not a configuration key{hint}")
+            raise UserError(_not_a_key(str(key), hints, prefix))
         if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
             _check_known_keys(value, hints[key], f"{prefix}{key}.")
+
+
+def unknown_option(group: str, value: str, options: typing.Sequence[str]) -> Optional[str]:
+    """Why ``group=value`` names no option of the config group, with the option meant (another name
+    of a data set, another case, the nearest spelling) and the choices; None when it is one.
+
+    The choices are the options in the folder the value names, when it names one
+    (``experiment=long_term/ETTh1_97``, ``experiment=long_term``: the long_term presets), else all of them."""
+    if value in options:
+        return None
+    names_folder = any(o.startswith(value.rstrip("/") + "/") for o in options)  # experiment=long_term
+    folder = value.rstrip("/") if names_folder else value.rpartition("/")[0]
+    choices = [o for o in options if o.startswith(f"{folder}/")] if folder else []
+    choices = choices or list(options)
+    alias = OPTION_ALIASES.get(group, {}).get(value.lower())
+    if alias in options:
+        return f"{group}={value} is not available: {value} is called {alias} here; use {group}={alias}"
+    close = None if names_folder else closest(value, options)
+    if close:
+        return f"{group}={value} is not available; did you mean {close}? Choose one of: {', '.join(choices)}"
+    return f"{group}={value} is not available; choose one of: {', '.join(choices)}"
 
 
 def validate(cfg: DictConfig | RunConfig) -> RunConfig:

@@ -20,7 +20,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import assume, HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import DATA_ROOT, REPO, run_cli_in_process
@@ -134,6 +134,8 @@ def check_run_or_one_clear_line(extra: list[str], run_dir: Path, capfd) -> None:
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1, context
     assert metrics is None or metrics["status"] == "failed", context
+    if code == 2:  # refused before it began: nothing left behind (exit 3 keeps its failed metrics.json)
+        assert not run_dir.exists(), context + f"\nleft behind: {sorted(p.name for p in run_dir.iterdir())}"
 
 
 FUZZ_SETTINGS = dict(derandomize=True, deadline=None, database=None,
@@ -177,3 +179,48 @@ PER_KEY = int(os.environ.get("SYMTIME_FUZZ_PER_KEY", "1"))
 def test_every_key_with_random_values_runs_or_ends_with_one_clear_line(key, data, tmp_path, capfd):
     extra = [data.draw(st.composite(lambda draw: override_of(draw, key))(), label=key)]
     check_run_or_one_clear_line(extra, tmp_path / f"example{next(examples)}", capfd)
+
+
+@st.composite
+def misspelt(draw, name: str) -> str:
+    """``name`` as a hand slips: a letter dropped, doubled or replaced, two swapped, or another case."""
+    i = draw(st.integers(0, max(len(name) - 1, 0)))
+    letter = draw(st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-/."))
+    return draw(st.sampled_from([name[:i] + name[i + 1:], name[:i] + letter + name[i:], name[:i] + letter + name[i + 1:],
+                                 name[:i] + name[i + 1:i + 2] + name[i:i + 1] + name[i + 2:], name.lower(), name.upper()]))
+
+
+OTHER_NAMES = ["Electricity", "electricity", "exchange_rate", "national_illness", "illness", "traffic", "weather",
+               "ETTH1", "gpu", "long_term", "long_term/", "classification/JapaneseVowel", "", "base", "tiny"]
+
+
+def refused_as_given(group: str, value: str) -> bool:
+    """Whether Hydra reads ``group=value`` as something other than one of the group's options (a
+    quoted or space-padded real name is that name, and runs)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_override(f"{group}={value}").value()
+    except Exception:
+        return True
+    return not (isinstance(parsed, str) and parsed in GROUPS[group])
+
+
+@st.composite
+def unknown_group_values(draw) -> str:
+    """``group=value`` in a form Hydra accepts, where the value names no option of the group."""
+    group = draw(st.sampled_from(sorted(GROUPS)))
+    value = draw(st.one_of(st.sampled_from(GROUPS[group]).flatmap(misspelt), st.sampled_from(OTHER_NAMES), values))
+    assume(refused_as_given(group, value))
+    return draw(st.sampled_from(["{g}={v}", "+{g}={v}", "++{g}={v}"])).format(g=group, v=value)
+
+
+@settings(max_examples=BUDGET, **FUZZ_SETTINGS)
+@given(unknown=unknown_group_values(), extra=st.lists(well_typed_overrides(), max_size=1))
+def test_a_group_value_that_does_not_exist_is_refused(unknown, extra, tmp_path, capfd):
+    """task=, dataset=, model=, device=, trainer= or experiment= with a name that is no option: never a
+    run of something else (an unknown experiment= used to run the default job), always exit 2 with one
+    line and no run dir."""
+    run_dir = tmp_path / f"example{next(examples)}"
+    check_run_or_one_clear_line([*extra, unknown], run_dir, capfd)
+    assert not run_dir.exists(), f"{unknown} was not refused"
