@@ -35,7 +35,7 @@ def test_a_capped_test_records_marks_and_spreads_its_sample(tmp_path):
     metrics = read_metrics(run_dir)
     assert (metrics["test_samples_scored"], metrics["test_samples_total"], metrics["test_subset"]) == (512, 2857, True)
     assert metrics["test_sample_unit"] == "windows"
-    assert "mse              " in result.stderr and "(subset: 512 of 2857 test windows)" in result.stderr
+    assert "mse              " in result.stdout and "(subset: 512 of 2857 test windows)" in result.stdout
     assert result.stderr.count("the test scored a subset") == 1  # one warning
     # The windows the run kept for plots are windows of the seeded sample, spread over the split.
     (_, _, test), _ = csv_series.window_splits(DatasetConfig(), 96, 24, DATA_ROOT)  # ETTh1
@@ -73,7 +73,7 @@ def test_a_capped_classification_test_sees_more_than_one_speaker(tmp_path):
     labels = uea.load(jv, DATA_ROOT, SEED).test.labels
     assert len(set(labels[:24].tolist())) == 1  # what the first two batches held
     assert len(set(labels[spread_indices(370, 24, SEED)].tolist())) > 3
-    assert "(subset: 24 of 370 test cases)" in result.stderr
+    assert "(subset: 24 of 370 test cases)" in result.stdout
 
 
 def test_a_capped_m4_test_scores_its_series_against_their_own_naive2_and_is_no_submission(tmp_path):
