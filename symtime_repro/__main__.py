@@ -31,12 +31,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .allocator import restart_with_mimalloc
 from .config import register_configs, unknown_key, unknown_option
-from .errors import Preempted, RunFailed, UserError
-from .preemption import EXIT_PREEMPTED, StopRequest, requeue_slurm_job
+from .errors import EXIT_PREEMPTED, EXIT_RUN_FAILED, EXIT_USER_ERROR, Preempted, RunFailed, UserError
+from .preemption import StopRequest, requeue_slurm_job
 
 log = logging.getLogger("symtime_repro")
-EXIT_USER_ERROR = 2
-EXIT_RUN_FAILED = 3  # the run started and failed (metrics.json says why)
 
 register_configs()
 

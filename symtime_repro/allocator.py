@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from .errors import EXIT_USER_ERROR
+
 ENV = "SYMTIME_REPRO_ALLOCATOR"
 CHOICES = ("auto", "system", "mimalloc")
 
@@ -54,7 +56,7 @@ def restart_with_mimalloc() -> None:
     choice = os.environ.get(ENV, "auto")
     if choice not in CHOICES:
         print(f"error: {ENV}={choice!r}; choose one of: {', '.join(CHOICES)}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
     if choice == "system" or current() == "mimalloc" or not sys.platform.startswith("linux"):
         return
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and choice == "auto":
@@ -66,7 +68,7 @@ def restart_with_mimalloc() -> None:
         if choice == "mimalloc":
             print(f"error: {ENV}=mimalloc but cmeel-mimalloc is not installed; pip install -e \".[fast]\"",
                   file=sys.stderr)
-            sys.exit(2)
+            sys.exit(EXIT_USER_ERROR)
         return
     preload = ":".join(p for p in (str(library), os.environ.get("LD_PRELOAD", "")) if p)
     env = {**os.environ, "LD_PRELOAD": preload, ENV: "mimalloc"}

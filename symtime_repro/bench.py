@@ -34,7 +34,7 @@ from omegaconf import DictConfig
 
 from .allocator import current as current_allocator
 from .config import register_configs
-from .errors import UserError
+from .errors import EXIT_USER_ERROR, UserError
 from .files import write_json
 
 log = logging.getLogger("symtime_repro.bench")
@@ -220,7 +220,7 @@ def hydra_bench(cfg: DictConfig) -> None:
         bench(cfg, run_dir)
     except UserError as exc:
         log.error("error: %s", exc)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
 
 
 def main() -> None:

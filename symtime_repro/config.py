@@ -20,6 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 from .errors import UserError
 
 DEVICE_NAMES = ("cpu", "cuda", "npu", "auto")
+# Keys that change neither what a run computes nor how it is scored, only how it is shown, where its
+# files are and how fast it goes (a thread count changes float rounding at most). The one list behind
+# the report's grouping of runs into rows and the keys a resumed run may change.
+NOT_RESULT_KEYS = frozenset({"trainer.progress", "trainer.num_workers", "trainer.eval_batch_size", "data.root",
+                             "device.index", "device.threads"})
 LR_SCHEDULES = ("type1", "type2", "cosine", "constant")
 FEATURE_MODES = ("M", "S", "MS")
 # Other names a config group option goes by (TSLib's folder and file names, the papers' tables, common

@@ -1,4 +1,9 @@
-"""The exceptions the command line turns into a single readable line and an exit status."""
+"""The exceptions the command line turns into a single readable line, and the exit statuses of every
+command of the project (the runner, bench, report, data, m4 score, sweep)."""
+
+EXIT_USER_ERROR = 2  # bad input: one `error:` line, nothing written (a UserError)
+EXIT_RUN_FAILED = 3  # the run started and failed: metrics.json says why (a RunFailed)
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal (after saving, in training); run again with resume=true
 
 
 class UserError(Exception):

@@ -27,12 +27,11 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from .errors import Preempted
+from .errors import EXIT_PREEMPTED, Preempted
 
 log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal (after saving, in training); run again with resume=true
 
 
 def exit_on_signal_while_starting() -> None:

@@ -31,10 +31,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import yaml
 
-from .errors import UserError
+from .config import NOT_RESULT_KEYS
+from .errors import EXIT_USER_ERROR, UserError
 from .files import RUN_CONFIG, atomic_write_bytes, write_csv
 
-EXIT_USER_ERROR = 2
 DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
 # The contract's test metrics per task (GUIDE section 2), in the order tables show them.
@@ -60,10 +60,9 @@ ALL_METRICS = tuple(dict.fromkeys(m for names in TASK_METRICS.values() for m in 
 # convert ours, so tables, differences and results.csv are all in the published unit.
 PERCENT_TASKS = {"classification", "anomaly"}
 M4_PATTERN_ORDER = ("yearly", "quarterly", "monthly", "weekly", "daily", "hourly", "others")
-# Config keys that do not change what a run computes; a seed sweep run with another data path,
-# worker count or progress bar still belongs to the same row.
-IGNORED_CONFIG_KEYS = {"seed", "data.root", "trainer.progress", "trainer.num_workers", "trainer.eval_batch_size",
-                       "device.index"}
+# Config keys a row does not tell apart: those that never change results, and the seed (a row is
+# the mean over seeds).
+IGNORED_CONFIG_KEYS = NOT_RESULT_KEYS | {"seed"}
 BENCH_FILE = "bench.json"  # python -m symtime_repro.bench: a timing, not a run
 COMPLETED = "completed"
 FAILED = "failed"

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import yaml
 
-from .errors import UserError
+from .errors import EXIT_USER_ERROR, UserError
 
 
 
@@ -128,7 +128,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

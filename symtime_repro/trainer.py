@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from .config import NOT_RESULT_KEYS
 from .data.windows import eval_sample_count, make_loader, spread_indices
 from .device import Device
 from .distributed import Dist, broadcast
@@ -105,9 +106,9 @@ def compile_model(model: nn.Module, device: Device) -> bool:
     return True
 
 
-# Keys whose change does not alter what a resumed run computes (how it is shown, loaded or evaluated).
-RESUME_FREE_KEYS = {"trainer": {"progress", "num_workers", "eval_batch_size", "limit_eval_batches"},
-                    "model": {"pretrained"}, "data": {"root"}, "device": {"index"}}
+# Keys a resumed run may change: those that never alter results, the evaluation cap, and the
+# pre-trained encoder file (its weights are already in last.pt).
+RESUME_FREE_KEYS = NOT_RESULT_KEYS | {"trainer.limit_eval_batches", "model.pretrained"}
 RESUME_SECTIONS = ("task", "dataset", "model", "trainer", "device", "seed")
 
 
@@ -127,9 +128,8 @@ def load_resume_state(run_dir: Path, config_record: dict) -> Optional[dict]:
     for section in RESUME_SECTIONS:
         before, now = saved.get(section), config_record.get(section)
         if isinstance(now, dict) and isinstance(before, dict):
-            free = RESUME_FREE_KEYS.get(section, set())
             for key in sorted(set(before) | set(now)):
-                if key not in free and before.get(key) != now.get(key):
+                if f"{section}.{key}" not in RESUME_FREE_KEYS and before.get(key) != now.get(key):
                     raise UserError(f"resume=true: the run in {run_dir} was started with {section}.{key}="
                                     f"{before.get(key)} but this command has {section}.{key}={now.get(key)}; "
                                     f"use the same settings to resume, or another hydra.run.dir for a new run")

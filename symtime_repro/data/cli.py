@@ -20,12 +20,13 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import UserError
+from ..errors import EXIT_USER_ERROR, UserError
 from . import catalog, fetch, importer, inventory
 from .catalog import Dataset
 
 log = logging.getLogger("symtime_repro.data")
-EXIT_FAILED, EXIT_USAGE = 1, 2
+EXIT_FAILED = 1  # a download failed, verify found a damaged file, an import placed nothing
+EXIT_USAGE = EXIT_USER_ERROR
 
 
 def _size(n: Optional[int]) -> str:
