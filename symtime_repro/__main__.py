@@ -21,7 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Optional
+from typing import Callable, NoReturn, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -368,7 +368,34 @@ def main() -> None:
         sys.exit(EXIT_USER_ERROR)
     sys.argv += torchrun_overrides(sys.argv[1:])
     _before.anchor, _before.depth, _before.existed = existing_dirs(run_dir_pattern(sys.argv[1:]))
-    launch(hydra_main)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        exit_before_finalization(lambda: launch(hydra_main))
+    else:
+        launch(hydra_main)
+
+
+def exit_before_finalization(command: Callable[[], None]) -> NoReturn:
+    """Run ``command`` in a torchrun process, then end the process once Python's own exit work is
+    done (atexit handlers, logs, streams) but before the interpreter is finalized.
+
+    Finalization destroys torch's Gloo objects after the run has finished and written every file,
+    and one time in a dozen a worker thread of theirs is still joinable: the C++ runtime aborts
+    ("terminate called without an active exception"), the process dies of SIGABRT, and torchrun
+    reports a finished run as failed. A bug's traceback still ends the process the usual way."""
+    import atexit
+
+    try:
+        command()
+        status = 0
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # sys.exit("message"): Python prints it and exits 1
+            print(exc.code, file=sys.stderr)
+        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    atexit._run_exitfuncs()  # what a normal exit would run: the scratch run dir of processes other than 0
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":
