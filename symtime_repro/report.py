@@ -1,6 +1,6 @@
 """Turn run directories into a report: ``python -m symtime_repro.report DIR [--out DIR] [--reference DIR]``.
 
-Reads every run dir below ``DIR`` (GUIDE section 2: ``metrics.json``, ``history.csv``, ``run.log``,
+Reads every run dir below ``DIR`` (docs/contract.md: ``metrics.json``, ``history.csv``, ``run.log``,
 ``.hydra/``; ``test_samples.npz`` where a task wrote it) and writes into ``--out`` (default ``DIR``):
 
 - ``report.md``: one table per task (mean ± std over runs that differ only in seed, with the
@@ -37,7 +37,7 @@ from .files import RUN_CONFIG, atomic_write_bytes, write_csv
 
 DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
-# The contract's test metrics per task (GUIDE section 2), in the order tables show them.
+# The contract's test metrics per task (docs/contract.md), in the order tables show them.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "long_term": ("mse", "mae"),
     "short_term": ("smape", "mase", "owa"),

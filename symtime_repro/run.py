@@ -1,5 +1,5 @@
 """One run: validate the config, set up the device, load data and model, train and/or test, and
-write the run directory's files (GUIDE section 2)."""
+write the run directory's files (docs/contract.md)."""
 
 from __future__ import annotations
 

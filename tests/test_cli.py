@@ -10,7 +10,7 @@ import torch
 
 from conftest import assert_user_error, DATA_ROOT, read_metrics, REPO, run_cli, TINY
 
-GUIDE_KEYS = {"mse", "mae", "task", "dataset", "mode", "device", "epochs_run", "train_seconds",
+CONTRACT_KEYS = {"mse", "mae", "task", "dataset", "mode", "device", "epochs_run", "train_seconds",
               "train_samples_per_second", "peak_memory_mb"}
 
 
@@ -18,7 +18,7 @@ def test_training_run_writes_every_contract_file(trained_run):
     for name in ("metrics.json", "history.csv", "run.log", "checkpoint.pt", ".hydra/config.yaml"):
         assert (trained_run / name).is_file(), name
     metrics = read_metrics(trained_run)
-    assert GUIDE_KEYS <= metrics.keys()
+    assert CONTRACT_KEYS <= metrics.keys()
     assert metrics["task"] == "long_term" and metrics["dataset"] == "ETTh1" and metrics["mode"] == "train"
     assert metrics["device"] == "cpu"
     assert math.isfinite(metrics["mse"]) and math.isfinite(metrics["mae"])

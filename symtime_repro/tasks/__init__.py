@@ -48,7 +48,7 @@ class Task(Protocol):
         """Metrics over a split; must include ``loss`` and the ``monitor`` metric."""
 
     def test_metric_names(self) -> tuple[str, ...]:
-        """The metrics.json keys this task reports (GUIDE section 2)."""
+        """The metrics.json keys this task reports (docs/contract.md)."""
 
     def test(self, model: nn.Module, splits: Splits, batches_for) -> dict[str, Any]:
         """Test metrics (BaseTask: evaluate() on the test split)."""
