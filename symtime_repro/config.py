@@ -17,6 +17,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from .data.catalog import DATASET_ALIASES
 from .errors import UserError
 
 DEVICE_NAMES = ("cpu", "cuda", "npu", "auto")
@@ -27,14 +28,9 @@ NOT_RESULT_KEYS = frozenset({"trainer.progress", "trainer.num_workers", "trainer
                              "device.index", "device.threads"})
 LR_SCHEDULES = ("type1", "type2", "cosine", "constant")
 FEATURE_MODES = ("M", "S", "MS")
-# Other names a config group option goes by (TSLib's folder and file names, the papers' tables, common
-# words), lower case -> our name, per group. A different case alone (ETTH1, weather) needs no entry:
-# closest() matches case.
-OPTION_ALIASES = {
-    "dataset": {"electricity": "ECL", "exchange_rate": "Exchange", "exchangerate": "Exchange", "illness": "ILI",
-                "national_illness": "ILI"},
-    "device": {"gpu": "cuda", "ascend": "npu"},
-}
+# Other names a config group option goes by, lower case -> our name, per group (the data sets' live in
+# the catalog). A different case alone (ETTH1, weather) needs no entry: closest() matches case.
+OPTION_ALIASES = {"dataset": DATASET_ALIASES, "device": {"gpu": "cuda", "ascend": "npu"}}
 
 
 @dataclass

@@ -556,3 +556,10 @@ def test_list_points_at_a_zip_that_is_not_unpacked_and_import_unpacks_it(tmp_pat
     code, out, _ = data_cli(capsys, "list", "MSL", "--root", root, "--json")
     row = json.loads(out)["datasets"][0]
     assert row["status"] != "missing" and not any("not unpacked" in note for note in row["notes"])
+
+
+def test_the_data_commands_know_the_other_names_of_the_data_sets(capsys):
+    # The names TSLib's folders and files use find the same entries as in the runner's "did you mean".
+    code, out, _ = data_cli(capsys, "list", "Electricity", "national_illness", "exchange_rate", "--root", DATA_ROOT,
+                            "--json")
+    assert code == 0 and [row["dataset"] for row in json.loads(out)["datasets"]] == ["ECL", "ILI", "Exchange"]

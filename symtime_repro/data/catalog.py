@@ -267,12 +267,19 @@ NOT_NEEDED = {
 }
 
 
+# Other names the data sets go by (TSLib's folder and file names, the papers' tables), lower case ->
+# our name. The runner's "did you mean" and the data commands both read this table.
+DATASET_ALIASES = {"electricity": "ECL", "exchange_rate": "Exchange", "exchangerate": "Exchange", "illness": "ILI",
+                   "national_illness": "ILI"}
+
+
 def find_dataset(name: str) -> Optional[Dataset]:
-    """The dataset called ``name``, matched case-insensitively (``ecl`` finds ECL)."""
+    """The dataset called ``name``, matched case-insensitively (``ecl`` finds ECL), or by another name
+    it goes by (``electricity`` finds ECL)."""
     if name in DATASETS:
         return DATASETS[name]
     folded = {key.lower(): value for key, value in DATASETS.items()}
-    return folded.get(name.lower())
+    return folded.get(name.lower()) or DATASETS.get(DATASET_ALIASES.get(name.lower(), ""))
 
 
 def file_entry(path: str) -> Optional[tuple[Dataset, DataFile]]:
