@@ -17,6 +17,13 @@ class NotAResult(logging.Filter):
         return not getattr(record, RESULT, False)
 
 
+def subset_phrase(metrics: dict) -> str:
+    """How much of the test split a capped test scored, from metrics.json's record ("512 of 2857 test
+    windows"): the run's table, its warning and the report say it in the same words."""
+    unit = metrics.get("test_sample_unit") or "samples"
+    return f"{metrics['test_samples_scored']} of {metrics['test_samples_total']} test {unit}"
+
+
 def show_result(log: logging.Logger, text: str) -> None:
     """``text`` on stdout, and in the run's log file through ``log``."""
     print(text, file=sys.stdout, flush=True)

@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 
 from .config import NOT_RESULT_KEYS
+from .console import subset_phrase
 from .errors import EXIT_USER_ERROR, UserError
 from .files import RUN_CONFIG, atomic_write_bytes, write_csv
 
@@ -124,7 +125,7 @@ class Run:
         m = self.metrics
         if "test_samples_total" not in m:
             return f"at most {self.config.get('trainer.limit_eval_batches')} test batches (not counted by this run)"
-        return f"{m['test_samples_scored']} of {m['test_samples_total']} test {m.get('test_sample_unit') or 'samples'}"
+        return subset_phrase(m)
 
 
 def is_run_dir(path: Path) -> bool:

@@ -23,7 +23,7 @@ from . import distributed
 from .distributed import Dist
 from .allocator import current as current_allocator
 from .config import RunConfig, validate
-from .console import show_result
+from .console import show_result, subset_phrase
 from .data import check_files
 from .errors import RunFailed, UserError
 from .files import RUN_CONFIG, RunDirLock, write_json, write_yaml
@@ -280,10 +280,6 @@ def coverage_record(scored: int, total: int, unit: str) -> dict[str, Any]:
     """metrics.json's record of how much of the test split was scored (always written)."""
     return {"test_samples_scored": scored, "test_samples_total": total, "test_subset": scored < total,
             "test_sample_unit": unit}
-
-
-def subset_phrase(metrics: dict[str, Any]) -> str:
-    return f"{metrics['test_samples_scored']} of {metrics['test_samples_total']} test {metrics['test_sample_unit']}"
 
 
 def _log_table(metrics: dict[str, Any], names: tuple[str, ...], run_dir: Path) -> None:

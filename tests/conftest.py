@@ -69,6 +69,16 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+def m4_scores(forecast_csv: Path, scratch: Path) -> dict:
+    """``python -m symtime_repro.m4 score`` of a saved forecast file against the shipped M4 slice:
+    the scores per pattern, as its --json file holds them."""
+    out = scratch / "scores.json"
+    scored = subprocess.run([sys.executable, "-m", "symtime_repro.m4", "score", str(forecast_csv), "--root",
+                             str(DATA_ROOT), "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert scored.returncode == 0, scored.stderr
+    return json.loads(out.read_text())
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """One real tiny fine-tuning run on the shipped ETTh1, shared by the CLI tests."""

@@ -13,11 +13,16 @@ SMALL = ["model.n_layers=2", "model.forward_layers=1", "model.d_model=32", "mode
          "trainer.epochs=1", "trainer.limit_train_batches=3", "trainer.progress=false"]
 
 
-def only_run_dir(outputs):
-    """The one run dir under ``outputs/<task>/<dataset>/<time>``, as (task, dataset, path)."""
-    found = [p for p in outputs.glob("*/*/*") if p.is_dir()]
+def evaluate_from(cwd, ckpt, *overrides, root=DATA_ROOT):
+    """``mode=test ckpt=…`` run from ``cwd`` with Hydra's default run dir; the result and where the
+    run was filed, as (result, task, dataset, run dir) from ``outputs/<task>/<dataset>/<time>``."""
+    cwd.mkdir(exist_ok=True)
+    result = run_cli(["mode=test", f"ckpt={ckpt}", *overrides, f"data.root={root}", "trainer.progress=false"],
+                     cwd=cwd)
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = [p for p in (cwd / "outputs").glob("*/*/*") if p.is_dir()]
     assert len(found) == 1, found
-    return found[0].parent.parent.name, found[0].parent.name, found[0]
+    return result, found[0].parent.parent.name, found[0].parent.name, found[0]
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +36,7 @@ def m4_hourly_run(tmp_path_factory):
 
 def test_an_m4_checkpoint_is_tested_on_m4_and_filed_under_short_term(m4_hourly_run, tmp_path):
     # Only the checkpoint and the data root: no task=, dataset= or pattern on the command line.
-    result = run_cli(["mode=test", f"ckpt={m4_hourly_run / 'checkpoint.pt'}", f"data.root={DATA_ROOT}",
-                      "trainer.progress=false"], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    task, dataset, run_dir = only_run_dir(tmp_path / "outputs")
+    result, task, dataset, run_dir = evaluate_from(tmp_path, m4_hourly_run / "checkpoint.pt")
     assert (task, dataset) == ("short_term", "M4")
     trained, tested = read_metrics(m4_hourly_run), read_metrics(run_dir)
     assert tested["task"] == "short_term" and tested["seasonal_pattern"] == "Hourly"
@@ -70,23 +72,14 @@ def test_another_datasets_checkpoint_is_tested_on_its_own_dataset_unless_one_is_
     ckpt = trained_dir / "checkpoint.pt"
 
     # No dataset= typed: ETTh2 (and the checkpoint's seed), filed under long_term/ETTh2.
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    result = run_cli(["mode=test", f"ckpt={ckpt}", f"data.root={etth2_root}", "trainer.progress=false"], cwd=plain)
-    assert result.returncode == 0, result.stderr[-2000:]
-    task, dataset, run_dir = only_run_dir(plain / "outputs")
+    result, task, dataset, run_dir = evaluate_from(tmp_path / "plain", ckpt, root=etth2_root)
     assert (task, dataset) == ("long_term", "ETTh2")
     tested = read_metrics(run_dir)
     assert tested["dataset"] == "ETTh2" and tested["seed"] == 7 and tested["transfer_evaluation"] is False
     assert tested["mse"] == pytest.approx(read_metrics(trained_dir)["mse"], rel=1e-6)
 
     # dataset=ETTh1 typed: a transfer evaluation, said in the log and in metrics.json.
-    transfer = tmp_path / "transfer"
-    transfer.mkdir()
-    result = run_cli(["mode=test", f"ckpt={ckpt}", "dataset=ETTh1", f"data.root={etth2_root}",
-                      "trainer.progress=false"], cwd=transfer)
-    assert result.returncode == 0, result.stderr[-2000:]
-    task, dataset, run_dir = only_run_dir(transfer / "outputs")
+    result, task, dataset, run_dir = evaluate_from(tmp_path / "transfer", ckpt, "dataset=ETTh1", root=etth2_root)
     assert (task, dataset) == ("long_term", "ETTh1")
     tested = read_metrics(run_dir)
     assert tested["dataset"] == "ETTh1" and tested["trained_on"] == "ETTh2" and tested["transfer_evaluation"] is True
@@ -97,10 +90,7 @@ def test_an_imputation_checkpoint_keeps_its_mask_ratio_and_is_filed_under_imputa
     trained_dir = tmp_path / "trained"
     result = run_cli([*TINY, "trainer.epochs=1", "task=imputation", "task.mask_ratio=0.25"], trained_dir)
     assert result.returncode == 0, result.stderr[-2000:]
-    result = run_cli(["mode=test", f"ckpt={trained_dir / 'checkpoint.pt'}", f"data.root={DATA_ROOT}",
-                      "trainer.progress=false"], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    task, dataset, run_dir = only_run_dir(tmp_path / "outputs")
+    result, task, dataset, run_dir = evaluate_from(tmp_path, trained_dir / "checkpoint.pt")
     assert (task, dataset) == ("imputation", "ETTh1")
     trained, tested = read_metrics(trained_dir), read_metrics(run_dir)
     # Same task, mask ratio and seed as trained: the same test masks, so the same metrics.

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import DATA_ROOT, REPO, TINY, read_metrics, run_cli
+from conftest import DATA_ROOT, m4_scores, REPO, TINY, read_metrics, run_cli
 from symtime_repro import report
 from symtime_repro.config import DatasetConfig
 from symtime_repro.data import csv_series, m4, uea
@@ -91,11 +90,7 @@ def test_a_capped_m4_test_scores_its_series_against_their_own_naive2_and_is_no_s
         written = [row[0] for row in csv.reader(handle)][1:]
     assert written == [ids[i] for i in spread_indices(24, 8, SEED)] != ids[:8]
     # The scorer, given those series, agrees: the run scored them against their own truth and Naive2.
-    scored = subprocess.run([sys.executable, "-m", "symtime_repro.m4", "score", str(run_dir / "forecast_subset.csv"),
-                             "--root", str(DATA_ROOT), "--json", str(tmp_path / "s.json")],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert scored.returncode == 0, scored.stderr
-    hourly = json.loads((tmp_path / "s.json").read_text())["Hourly"]
+    hourly = m4_scores(run_dir / "forecast_subset.csv", tmp_path)["Hourly"]
     for key in ("smape", "mase", "owa"):
         assert hourly[key] == pytest.approx(metrics[key], rel=1e-5)
 

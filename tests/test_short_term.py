@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import assert_user_error, DATA_ROOT, read_metrics, REPO, run_cli
+from conftest import assert_user_error, DATA_ROOT, m4_scores, read_metrics, run_cli
 from symtime_repro.data import m4
 from symtime_repro.tasks.short_term import M4LastWindows, M4TrainWindows, left_padded, smape_loss
 
@@ -97,11 +94,7 @@ def test_m4_run_reports_and_saves_forecasts_the_scorer_agrees_with(tmp_path):
         rows = list(csv.reader(handle))
     assert rows[0][:2] == ["id", "F1"] and len(rows) == 25 and rows[1][0] == "H1"
     # The standalone scorer reads the saved forecasts and gives the run's numbers.
-    scored = subprocess.run([sys.executable, "-m", "symtime_repro.m4", "score", str(run_dir / "forecast.csv"),
-                             "--root", str(DATA_ROOT), "--json", str(tmp_path / "s.json")],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert scored.returncode == 0, scored.stderr
-    hourly = json.loads((tmp_path / "s.json").read_text())["Hourly"]
+    hourly = m4_scores(run_dir / "forecast.csv", tmp_path)["Hourly"]
     for key in ("smape", "mase", "owa"):
         assert hourly[key] == pytest.approx(metrics[key], rel=1e-5)
 
