@@ -21,6 +21,7 @@ import pytest
 
 from conftest import REPO
 from symtime_repro import report
+from symtime_repro.errors import EXIT_USER_ERROR
 
 PACKAGE = REPO / "symtime_repro"
 ATOMIC_MODULE = "files.py"  # the one place that writes files directly, so that nothing else has to
@@ -242,7 +243,7 @@ def test_a_full_disk_while_writing_results_csv_keeps_the_previous_file_whole(tmp
 
     monkeypatch.setattr(os, "fsync", fsync_fills_the_disk_on_results_csv)
     capsys.readouterr()
-    assert report.main([str(run.parent), "--out", str(out)]) == report.EXIT_USER_ERROR
+    assert report.main([str(run.parent), "--out", str(out)]) == EXIT_USER_ERROR
     error = capsys.readouterr().err
 
     assert hit, "the injected failure never happened: results.csv is no longer written through files.py"

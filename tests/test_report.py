@@ -285,7 +285,7 @@ def test_bench_dirs_are_listed_apart_not_as_failed_runs(tmp_path):
 @needs_matplotlib
 def test_a_one_epoch_loss_plot_shows_its_values_and_the_bar_legend_covers_no_bar(tree, tmp_path, monkeypatch):
     figures = {}
-    monkeypatch.setattr(report, "_save", lambda figure, path: figures.setdefault(path.name, figure))
+    monkeypatch.setattr(report.plots, "_save", lambda figure, path: figures.setdefault(path.name, figure))
     one = write_run(tmp_path / "one", "long_term", "ETTh1", 1, mse=0.4, mae=0.4, pred_len=96)
     (one / "history.csv").write_text("epoch,train_loss,val_loss,lr,seconds\n1,0.6398,1.187,0.0001,0.4\n")
     Figure = report.load_matplotlib()
