@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import math
@@ -314,3 +315,20 @@ def test_a_transfer_evaluation_is_marked_and_kept_from_the_datasets_references(t
     assert "| 0.1500 |" in average and "of our 1 row(s)" in average  # the ECL model alone
     rows = read_results(result.csv_path)
     assert rows["transfer"]["mse_reference"] == "" and float(rows["trained"]["mse_reference"]) == ECL_LOGGED_MSE
+
+
+def test_only_task_facts_names_a_task():
+    """Every task-specific choice of the report lives in report/task_facts.py, so that it can be re-backed
+    by facts each task declares: no other report module holds a task name as a string."""
+    package = REPO / "symtime_repro" / "report"
+    tasks = {"long_term", "short_term", "imputation", "classification", "anomaly"}
+    named = [f"{path.name}:{node.lineno} {node.value!r}" for path in sorted(package.glob("*.py"))
+             if path.name != "task_facts.py" for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Constant) and node.value in tasks]
+    assert named == []
+
+
+def test_the_report_imports_without_torch():
+    """The report runs where only results were copied: importing it must not need torch."""
+    code = "import sys, symtime_repro.report; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60).returncode == 0
