@@ -734,7 +734,7 @@ def m4_summary_section(root: Path, references: Sequence[Reference]) -> str:
                      ", ".join(found), ", ".join(deltas)])
     if not rows:
         return ""
-    note = ("Scored together by `python -m symtime_repro.m4 score` (the official M4 summary: \"Others\" = "
+    note = ("Scored together by `python -m symtime_repro.metrics.m4 score` (the official M4 summary: \"Others\" = "
             "Weekly + Daily + Hourly and \"Average\" = all six patterns, weighted by series count), so "
             "these compare like for like with the references beside them.")
     return "\n".join([f"### M4 summary ({path.name})", "", note, "", markdown_table(header, rows), ""])

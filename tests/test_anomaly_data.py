@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from conftest import DATA_ROOT
-from symtime_repro import anomaly_scores
+from symtime_repro.metrics import anomaly as anomaly_scores
 from symtime_repro.data import anomaly
 from symtime_repro.data.anomaly import AnomalyWindows
 from symtime_repro.errors import UserError

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..data import csv_series
-from ..metrics import MeanErrors
+from ..metrics.mean_errors import MeanErrors
 from ..models import build_model
 from . import BaseTask, Splits, TestSamples
 
