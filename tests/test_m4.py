@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import DATA_ROOT, FIXTURES, REPO
-from symtime_repro.metrics import m4 as scorer
-from symtime_repro.data import m4
+from symtime_repro.datasets import m4
 from symtime_repro.errors import UserError
+from symtime_repro.metrics import m4 as scorer
 
 SLICE = DATA_ROOT / "m4"
 SLICE_FILES = ["Hourly-train.csv", "Hourly-test.csv", "Weekly-train.csv", "Weekly-test.csv", "submission-Naive2.csv"]

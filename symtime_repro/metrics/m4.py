@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data.m4 import BY_PREFIX, PATTERNS, SUBMISSION_WIDTH, M4Split, get_pattern, load, naive2
+from ..datasets.m4 import BY_PREFIX, PATTERNS, SUBMISSION_WIDTH, M4Split, get_pattern, load, naive2
 from ..errors import EXIT_USER_ERROR, UserError
 from ..files import atomic_write_bytes, write_json
 

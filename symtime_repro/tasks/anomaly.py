@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..metrics import anomaly as anomaly_scores
-from ..data import anomaly
-from ..data.anomaly import AnomalyWindows
+from ..datasets import anomaly
+from ..datasets.anomaly import AnomalyWindows
 from ..errors import UserError
+from ..metrics import anomaly as anomaly_scores
 from ..models import build_model
 from . import BaseTask, Splits
 

@@ -30,9 +30,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..metrics import m4 as m4_metrics
-from ..data import m4
+from ..datasets import m4
 from ..errors import UserError
+from ..metrics import m4 as m4_metrics
 from ..models import build_model
 from . import BaseTask, Splits
 
