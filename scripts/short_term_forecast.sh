@@ -27,6 +27,6 @@ else
     for f in "$SWEEP"/*/forecast.csv; do
         if ((first)); then cat "$f"; first=0; else tail -n +2 "$f"; fi
     done > "$SWEEP/forecast.csv"
-    "$PY" -m symtime_repro.m4 score "$SWEEP/forecast.csv" --root "$ROOT" --json "$SWEEP/scores.json"
+    "$PY" -m symtime_repro.metrics.m4 score "$SWEEP/forecast.csv" --root "$ROOT" --json "$SWEEP/scores.json"
 fi
 report

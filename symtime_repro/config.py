@@ -54,7 +54,7 @@ class DatasetConfig:
     """One dataset: where its file lives under ``data.root`` and how it is split."""
 
     name: str = "ETTh1"
-    family: str = "csv"  # module in symtime_repro/data/ that reads it
+    family: str = "csv"  # module in symtime_repro/datasets/ that reads it
     path: str = "ETT-small/ETTh1.csv"  # relative to data.root
     split: str = "ett_hour"  # ett_hour | ett_minute | ratio (70/10/20)
     features: str = "M"  # M: all->all, S: target->target, MS: all->target

@@ -24,7 +24,7 @@ from .distributed import Dist
 from .allocator import current as current_allocator
 from .config import RunConfig, validate
 from .console import show_result, subset_phrase
-from .data import check_files
+from .datasets import check_files
 from .errors import RunFailed, UserError
 from .files import RUN_CONFIG, RunDirLock, write_json, write_yaml
 from .from_checkpoint import (Adopted, adopt_checkpoint_config, log_adopted, require_names_for_official,

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from .config import NOT_RESULT_KEYS
-from .data.windows import eval_sample_count, make_loader, spread_indices
+from .datasets.windows import eval_sample_count, make_loader, spread_indices
 from .device import Device
 from .distributed import Dist, broadcast
 from .errors import Preempted, RunFailed, UserError

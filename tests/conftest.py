@@ -70,10 +70,10 @@ def read_metrics(run_dir: Path) -> dict:
 
 
 def m4_scores(forecast_csv: Path, scratch: Path) -> dict:
-    """``python -m symtime_repro.m4 score`` of a saved forecast file against the shipped M4 slice:
+    """``python -m symtime_repro.metrics.m4 score`` of a saved forecast file against the shipped M4 slice:
     the scores per pattern, as its --json file holds them."""
     out = scratch / "scores.json"
-    scored = subprocess.run([sys.executable, "-m", "symtime_repro.m4", "score", str(forecast_csv), "--root",
+    scored = subprocess.run([sys.executable, "-m", "symtime_repro.metrics.m4", "score", str(forecast_csv), "--root",
                              str(DATA_ROOT), "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert scored.returncode == 0, scored.stderr
     return json.loads(out.read_text())

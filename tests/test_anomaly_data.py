@@ -11,10 +11,10 @@ import torch
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from conftest import DATA_ROOT
-from symtime_repro import anomaly_scores
-from symtime_repro.data import anomaly
-from symtime_repro.data.anomaly import AnomalyWindows
+from symtime_repro.datasets import anomaly
+from symtime_repro.datasets.anomaly import AnomalyWindows
 from symtime_repro.errors import UserError
+from symtime_repro.metrics import anomaly as anomaly_scores
 
 MSL = DATA_ROOT / "MSL"
 
@@ -57,7 +57,7 @@ def test_psm_drops_timestamps_and_zeroes_empty_cells(tmp_path, caplog):
     (folder / "train.csv").write_text("timestamp_(min),a,b\n0,1,10\n1,,20\n2,3,30\n")
     (folder / "test.csv").write_text("timestamp_(min),a,b\n5,1,10\n6,2,\n")
     (folder / "test_label.csv").write_text("timestamp_(min),label\n5,0\n6,1\n")
-    with caplog.at_level("INFO", logger="symtime_repro.data.anomaly"):
+    with caplog.at_level("INFO", logger="symtime_repro.datasets.anomaly"):
         series = anomaly.load(_dataset("PSM", "PSM"), tmp_path)
     assert "train.csv has 1 empty cell(s); set to 0 before scaling, as the official loader does" in caplog.text
     train = np.array([[1, 10], [0, 20], [3, 30]], dtype=float)  # the empty cell became 0

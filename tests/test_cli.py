@@ -155,8 +155,8 @@ def test_test_samples_are_spread_over_the_test_split(trained_run):
     """test_samples.npz holds 4 real test windows, at 0, n/4, n/2, 3n/4: not 4 overlapping neighbours."""
     import numpy as np
 
-    from symtime_repro.data import csv_series
-    from symtime_repro.data.windows import SlidingWindows
+    from symtime_repro.datasets import csv_series
+    from symtime_repro.datasets.windows import SlidingWindows
     from types import SimpleNamespace
 
     samples = np.load(trained_run / "test_samples.npz")

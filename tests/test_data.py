@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import DATA_ROOT
-from symtime_repro.data import csv_series
-from symtime_repro.data.windows import SlidingWindows, make_loader
+from symtime_repro.datasets import csv_series
+from symtime_repro.datasets.windows import SlidingWindows, make_loader
 from symtime_repro.errors import UserError
 
 ETTH1 = DATA_ROOT / "ETT-small" / "ETTh1.csv"

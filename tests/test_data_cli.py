@@ -19,7 +19,8 @@ from gdown.download import GoogleDriveFileToDownload as DriveFile  # what downlo
 
 from conftest import DATA_ROOT, FULL_DATA, full_data_missing, REPO, TINY, assert_user_error, read_metrics, run_cli
 from symtime_repro.config import DatasetConfig
-from symtime_repro.data import catalog, fetch, required_files
+from symtime_repro.data import catalog, fetch
+from symtime_repro.datasets import required_files
 from symtime_repro.data.cli import main as data_main
 from symtime_repro.data.inventory import read_manifest
 

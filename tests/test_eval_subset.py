@@ -12,8 +12,8 @@ import pytest
 from conftest import DATA_ROOT, m4_scores, REPO, TINY, read_metrics, run_cli
 from symtime_repro import report
 from symtime_repro.config import DatasetConfig
-from symtime_repro.data import csv_series, m4, uea
-from symtime_repro.data.windows import spread_indices
+from symtime_repro.datasets import csv_series, m4, uea
+from symtime_repro.datasets.windows import spread_indices
 
 CAPPED = [*TINY, "trainer.epochs=1", "trainer.limit_train_batches=2", "trainer.limit_eval_batches=1"]
 SEED = 2025  # the config's default seed

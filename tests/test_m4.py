@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import DATA_ROOT, FIXTURES, REPO
-from symtime_repro import m4 as scorer
-from symtime_repro.data import m4
+from symtime_repro.datasets import m4
 from symtime_repro.errors import UserError
+from symtime_repro.metrics import m4 as scorer
 
 SLICE = DATA_ROOT / "m4"
 SLICE_FILES = ["Hourly-train.csv", "Hourly-test.csv", "Weekly-train.csv", "Weekly-test.csv", "submission-Naive2.csv"]
@@ -203,7 +203,7 @@ def test_submission_round_trip(tmp_path):
 
 def test_score_cli_on_the_shipped_slice(tmp_path):
     out = tmp_path / "out.json"
-    result = subprocess.run([sys.executable, "-m", "symtime_repro.m4", "score", "data/m4/submission-Naive2.csv",
+    result = subprocess.run([sys.executable, "-m", "symtime_repro.metrics.m4", "score", "data/m4/submission-Naive2.csv",
                              "--root", "data", "--json", str(out)], cwd=REPO, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import assert_user_error, DATA_ROOT, m4_scores, read_metrics, run_cli
-from symtime_repro.data import m4
+from symtime_repro.datasets import m4
 from symtime_repro.tasks.short_term import M4LastWindows, M4TrainWindows, left_padded, smape_loss
 
 SHORT = ["task=short_term", "dataset.seasonal_pattern=Hourly", "model.n_layers=2", "model.forward_layers=1",

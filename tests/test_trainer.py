@@ -12,7 +12,7 @@ from torch import nn
 
 from symtime_repro import device
 from symtime_repro.config import TrainerConfig
-from symtime_repro.data.windows import SlidingWindows
+from symtime_repro.datasets.windows import SlidingWindows
 from symtime_repro.models import read_checkpoint
 from symtime_repro.tasks import BaseTask, Splits
 from symtime_repro.trainer import Trainer, scheduled_lr

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from conftest import DATA_ROOT, FULL_DATA, full_data_missing, REPO
-from symtime_repro.data import uea
-from symtime_repro.data.windows import make_loader
+from symtime_repro.datasets import uea
+from symtime_repro.datasets.windows import make_loader
 from symtime_repro.errors import UserError
 
 JV_TRAIN = DATA_ROOT / "JapaneseVowels" / "JapaneseVowels_TRAIN.ts"
@@ -181,7 +181,7 @@ def test_question_marks_are_interpolated_like_pandas(tmp_path, caplog):
     for case, done in zip(raw.cases, filled):  # official: interpolate(method='linear', limit_direction='both')
         expected = pd.DataFrame(case).interpolate(method="linear", limit_direction="both").to_numpy()
         np.testing.assert_array_equal(done, expected)
-    with caplog.at_level("INFO", logger="symtime_repro.data.uea"):
+    with caplog.at_level("INFO", logger="symtime_repro.datasets.uea"):
         splits = uea.load(_dataset("Tiny"), tmp_path, seed=0)
     assert not torch.isnan(splits.train.x).any()
     assert splits.seq_len == 5 and splits.train.lengths.tolist() == [4, 5]

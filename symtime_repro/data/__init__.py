@@ -1,33 +1,16 @@
-"""Dataset families: one module each, chosen by ``dataset.family`` in the dataset YAML.
+"""Getting the data: ``python -m symtime_repro.data`` (list, download, import, verify; see cli.py).
 
-A family module turns files under ``data.root`` into arrays; tasks turn arrays into windows. Each
-family module also says which files a dataset config needs (``required_files``), so a run can
-check them all before any work and name the command that fetches what is missing.
-Getting the data: :mod:`symtime_repro.data.catalog` (what exists where) and
-``python -m symtime_repro.data`` (list, download, import, verify).
+:mod:`.catalog` says what exists where (files, hashes, sources); :mod:`.fetch` downloads,
+:mod:`.importer` places a copy you already have, :mod:`.inventory` says what a data root holds.
+Reading the files is another package, :mod:`symtime_repro.datasets`, which uses this one to word
+its advice about a missing file (below). This package loads no reader and never torch, so the
+commands start at once; its one call into a reader builds the M4 cache after a download (numpy only).
 """
 
 from __future__ import annotations
 
-import importlib
 import shlex
 from pathlib import Path
-
-from ..errors import UserError
-
-# dataset.family -> the module in this package that reads it.
-FAMILIES = {"csv": "csv_series", "m4": "m4", "uea": "uea", "anomaly": "anomaly"}
-
-
-def family_module(family: str):
-    if family not in FAMILIES:
-        raise UserError(f"dataset.family={family!r} is not known; choose one of: {', '.join(FAMILIES)}")
-    return importlib.import_module(f"{__name__}.{FAMILIES[family]}")
-
-
-def required_files(dataset_cfg) -> list[str]:
-    """The files (relative to data.root) a run on ``dataset_cfg`` reads."""
-    return list(family_module(dataset_cfg.family).required_files(dataset_cfg))
 
 
 def fetch_command(dataset: str, root: str | Path) -> str:
@@ -57,17 +40,3 @@ def missing_file_message(root: str | Path, relative: str, dataset: str, source: 
         where = f" Get it from {source} and place it there" if source else " Place the file there"
         how = f"{where}, or point data.root=<folder> at a folder that holds {relative}."
     return f"dataset {dataset}: file not found: {path}.{layout}{how}"
-
-
-def resolve_data_file(root: str | Path, relative: str, dataset: str, source: str = "", needs: str = "") -> Path:
-    """The absolute path of a dataset file, or a UserError that says how to get it."""
-    path = Path(root).expanduser() / relative
-    if not path.is_file():
-        raise UserError(missing_file_message(root, relative, dataset, source, needs))
-    return path
-
-
-def check_files(dataset_cfg, root: str | Path) -> None:
-    """Stop before any work if a file the run needs is missing (the first one is named)."""
-    for relative in required_files(dataset_cfg):
-        resolve_data_file(root, relative, dataset_cfg.name, getattr(dataset_cfg, "source", ""))

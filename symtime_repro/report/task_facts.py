@@ -78,7 +78,7 @@ class TaskFacts:
 M4_SUMMARY = SweepSummary(
     file="scores.json",  # written by scripts/short_term_forecast.sh: all patterns scored together
     title="M4 summary",
-    note=("Scored together by `python -m symtime_repro.m4 score` (the official M4 summary: \"Others\" = "
+    note=("Scored together by `python -m symtime_repro.metrics.m4 score` (the official M4 summary: \"Others\" = "
           "Weekly + Daily + Hourly and \"Average\" = all six patterns, weighted by series count), so "
           "these compare like for like with the references beside them."),
     dataset="M4",

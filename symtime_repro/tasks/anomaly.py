@@ -16,7 +16,7 @@ series-level protocol, ~``seq_len`` times less work, numbers not comparable with
 
 Scoring streams: energies are reduced on the device batch by batch and only [batch, seq_len]
 float32 comes back to the host (SMAP's ~430 000 overlapping test windows give 43 M energies,
-about 170 MB); thresholding and point adjustment are vectorised (symtime_repro/anomaly_scores.py).
+about 170 MB); thresholding and point adjustment are vectorised (symtime_repro/metrics/anomaly.py).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import anomaly_scores
-from ..data import anomaly
-from ..data.anomaly import AnomalyWindows
+from ..datasets import anomaly
+from ..datasets.anomaly import AnomalyWindows
 from ..errors import UserError
+from ..metrics import anomaly as anomaly_scores
 from ..models import build_model
 from . import BaseTask, Splits
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..config import check_patchable
-from ..data import uea
+from ..datasets import uea
 from ..errors import UserError
 from ..models import build_model
 from . import BaseTask, Splits

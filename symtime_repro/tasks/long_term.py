@@ -16,8 +16,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from ..data import csv_series
-from ..metrics import MeanErrors
+from ..datasets import csv_series
+from ..metrics.mean_errors import MeanErrors
 from ..models import build_model
 from . import BaseTask, Splits, TestSamples
 

@@ -12,7 +12,7 @@ Protocol of the official ``short_term_forecast.py`` (TSLib's M4 pipeline), one m
   constant for the gradient and 0/0 counted as 0;
 * test: the last 2H training points of every series (zero-padded) forecast the H test points;
   sMAPE, MASE and OWA against Naive2; forecasts saved as ``forecast.csv`` in the M4 submission
-  format (combine the six patterns' files with ``python -m symtime_repro.m4 score``).
+  format (combine the six patterns' files with ``python -m symtime_repro.metrics.m4 score``).
 
 Protocol quirk, reproduced: the official code has no validation split for M4 and early-stops on
 the test set itself (its "validation loss" is the test sMAPE). We do the same so results compare
@@ -30,9 +30,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .. import m4 as m4_metrics
-from ..data import m4
+from ..datasets import m4
 from ..errors import UserError
+from ..metrics import m4 as m4_metrics
 from ..models import build_model
 from . import BaseTask, Splits
 

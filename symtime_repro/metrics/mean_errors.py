@@ -1,4 +1,4 @@
-"""Metrics shared by tasks (task-specific ones live with their task, e.g. M4's in m4.py)."""
+"""MSE and MAE over a whole split: the test metrics of long-term forecasting and imputation."""
 
 from __future__ import annotations
 

@@ -357,7 +357,7 @@ class CaseSet(Dataset):
     """Cases zero-padded at the end to one length, fetched a whole batch at a time.
 
     ``dataset[i]`` gives one case, ``dataset[[i, j, ...]]`` a batch in one indexing operation (what
-    :func:`symtime_repro.data.windows.make_loader` asks for): ``x`` [B, seq_len, n_dims] float32,
+    :func:`symtime_repro.datasets.windows.make_loader` asks for): ``x`` [B, seq_len, n_dims] float32,
     ``label`` [B] int64 and ``padding_mask`` [B, seq_len] float32, 1 on real steps and 0 on padding.
     """
 

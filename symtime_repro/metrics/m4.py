@@ -1,6 +1,6 @@
 """M4 metrics (sMAPE, MASE, OWA), the competition's aggregation, submission files and a scorer CLI.
 
-    python -m symtime_repro.m4 score FORECAST.csv --root DATA_ROOT [--json OUT.json]
+    python -m symtime_repro.metrics.m4 score FORECAST.csv --root DATA_ROOT [--json OUT.json]
 
 FORECAST.csv is in the competition's submission format (``id,F1,…,F48``, ``NA`` beyond a series'
 horizon), holding any subset of the 100 000 series. Each seasonal pattern present is scored
@@ -27,9 +27,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .data.m4 import BY_PREFIX, PATTERNS, SUBMISSION_WIDTH, M4Split, get_pattern, load, naive2
-from .errors import EXIT_USER_ERROR, UserError
-from .files import atomic_write_bytes, write_json
+from ..datasets.m4 import BY_PREFIX, PATTERNS, SUBMISSION_WIDTH, M4Split, get_pattern, load, naive2
+from ..errors import EXIT_USER_ERROR, UserError
+from ..files import atomic_write_bytes, write_json
 
 OTHERS = ("Weekly", "Daily", "Hourly")  # the competition reports these three together as "Others"
 NA = "NA"
@@ -279,7 +279,8 @@ def format_table(scores: dict[str, dict], totals: dict[str, int]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m symtime_repro.m4", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m symtime_repro.metrics.m4",
+                                     description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     score = commands.add_parser("score", help="score a submission file against the M4 test set")
     score.add_argument("forecast", help="submission CSV: id,F1,...,F48 (NA beyond the horizon); any subset of series")

@@ -87,8 +87,8 @@ def read_table(path: Path, dataset: str) -> pd.DataFrame:
 def check_row_count(frame: pd.DataFrame, path: Path, dataset: str, relative: str, root) -> None:
     """With ratio splits the row count sets the borders: a file cut short (an interrupted download or
     copy) would move them and silently score another test set. A longer file is another release."""
-    from . import fetch_command
-    from .catalog import published_rows
+    from ..data import fetch_command
+    from ..data.catalog import published_rows
 
     expected = published_rows(relative)
     if expected is None or len(frame) == expected:
