@@ -160,8 +160,9 @@ def remove_refused_run_dir(run_dir: Path) -> None:
         folder = folder.parent
 
 
-def config_groups() -> dict[str, list[str]]:
-    """The config groups of conf/ and their options (dataset: [ECL, ETTh1, …])."""
+def config_groups(argv: Optional[list[str]] = None) -> dict[str, list[str]]:
+    """The config groups of conf/ and their options (dataset: [ECL, ETTh1, …]), with those of the
+    folders the command adds with ``hydra.searchpath=[…]`` (a task or dataset kept in your project)."""
     from importlib.resources import files
 
     def options(folder, prefix: str = "") -> list[str]:  # experiment/ nests one level: long_term/ETTh1_96
@@ -173,14 +174,44 @@ def config_groups() -> dict[str, list[str]]:
                 found.append(prefix + entry.name[:-5])
         return sorted(found)
 
-    root = files("symtime_repro.conf")
-    return {group.name: options(group) for group in root.iterdir() if group.is_dir() and not group.name.startswith("_")}
+    groups: dict[str, set[str]] = {}
+    for root in [files("symtime_repro.conf"), *search_path_folders(argv or [])]:
+        for group in root.iterdir():
+            if group.is_dir() and not group.name.startswith("_"):
+                groups.setdefault(group.name, set()).update(options(group))
+    return {name: sorted(found) for name, found in groups.items()}
+
+
+def search_path_folders(argv: list[str]) -> list:
+    """The folders of ``hydra.searchpath=[file://…, pkg://…]`` in ``argv`` that exist (Hydra itself
+    says what is wrong with one that does not)."""
+    from importlib.resources import files
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    folders = []
+    for arg in argv:
+        if not arg.lstrip("+").startswith("hydra.searchpath="):
+            continue
+        try:
+            value = OverridesParser.create().parse_override(arg.lstrip("+")).value()
+        except Exception:  # Hydra reports what does not parse
+            continue
+        for entry in value if isinstance(value, list) else [value]:
+            scheme, _, where = str(entry).rpartition("://")
+            try:
+                folder = files(where) if scheme == "pkg" else Path(where)
+            except (ImportError, TypeError):
+                continue
+            if folder.is_dir():
+                folders.append(folder)
+    return folders
 
 
 def describe_config_error(exc: BaseException, argv: Optional[list[str]] = None) -> str:
     """One line for a Hydra/OmegaConf composition error: what is wrong and the valid choices."""
     if not isinstance(exc, (HydraException, OmegaConfBaseException)):  # Hydra's plain ValueError / TypeError
-        groups = config_groups()
+        groups = config_groups(argv)
         for arg in argv or []:
             key, _, value = arg.lstrip("+~").partition("=")
             if key in groups and value not in groups[key]:
@@ -228,7 +259,7 @@ def refused_override(argv: list[str]) -> Optional[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
 
-    groups = {group: options for group, options in config_groups().items() if group != "hydra"}
+    groups = {group: options for group, options in config_groups(argv).items() if group != "hydra"}
     parser = OverridesParser.create()
     for arg in argv:
         if arg.startswith("-"):  # -m, --cfg, …; a flag's own value (job) does not parse as an override

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib.util
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
+from . import tasks
 from .data.catalog import DATASET_ALIASES
 from .errors import UserError
+from .tasks.facts import HEADS
 
 DEVICE_NAMES = ("cpu", "cuda", "npu", "auto")
 # Keys that change neither what a run computes nor how it is scored, only how it is shown, where its
@@ -26,27 +27,37 @@ DEVICE_NAMES = ("cpu", "cuda", "npu", "auto")
 # the report's grouping of runs into rows and the keys a resumed run may change.
 NOT_RESULT_KEYS = frozenset({"trainer.progress", "trainer.num_workers", "trainer.eval_batch_size", "data.root",
                              "device.index", "device.threads"})
-LR_SCHEDULES = ("type1", "type2", "cosine", "constant")
-FEATURE_MODES = ("M", "S", "MS")
 # Other names a config group option goes by, lower case -> our name, per group (the data sets' live in
 # the catalog). A different case alone (ETTH1, weather) needs no entry: closest() matches case.
 OPTION_ALIASES = {"dataset": DATASET_ALIASES, "device": {"gpu": "cuda", "ascend": "npu"}}
 
 
+def choice(*options: str, ignore_case: bool = False) -> Any:
+    """A string field that takes one of ``options``; the first is the default. The choices live
+    beside the field they belong to, and :func:`validate` checks every such field the same way."""
+    return field(default=options[0], metadata={"choices": options, "ignore_case": ignore_case})
+
+
 @dataclass
 class TaskConfig:
-    """What is asked of the model. Task YAMLs set the official entry point's defaults."""
+    """What is asked of the model. Task YAMLs set the official entry point's defaults and declare
+    what the task is (head, metrics, derived: symtime_repro/tasks/facts.py)."""
 
-    name: str = "long_term"
+    # The task YAML sets the name and declares head and metrics (no default: a task says what it is).
+    name: str = MISSING
+    module: Optional[str] = None  # the Python module with the task's TASK class; null: symtime_repro.tasks.<name>
+    head: str = MISSING  # what the network outputs: forecast | reconstruct | classify
+    metrics: list[str] = MISSING  # test metrics, headline first
+    derived: list[str] = field(default_factory=list)  # of seq_len, pred_len: null derives them from the data
     # Input window and horizon. null means "derived from the data" (M4: pred_len = the pattern's
-    # horizon H, seq_len = 2H); the task fills them in before anything is built.
+    # horizon H, seq_len = 2H) for the lengths the task lists in ``derived``; it fills them in.
     seq_len: Optional[int] = 96  # official long-term entry default; the official scripts use 336
     label_len: int = 48  # kept for TSLib flag parity; SymTime has no decoder and ignores it
     pred_len: Optional[int] = 96
     mask_ratio: float = 0.125  # imputation: share of points hidden
-    mask_rng: str = "seeded"  # imputation eval masks: seeded (reproducible) | global (official)
+    mask_rng: str = choice("seeded", "global")  # imputation eval masks: seeded (reproducible) | global (official)
     anomaly_ratio: Optional[float] = None  # anomaly: percent of points flagged; null = the dataset's
-    test_windows: str = "official"  # anomaly: official (dataset step) | non_overlapping (each point once)
+    test_windows: str = choice("official", "non_overlapping")  # anomaly: official (dataset step) | non_overlapping (each point once)
 
 
 @dataclass
@@ -57,13 +68,13 @@ class DatasetConfig:
     family: str = "csv"  # module in symtime_repro/datasets/ that reads it
     path: str = "ETT-small/ETTh1.csv"  # relative to data.root
     split: str = "ett_hour"  # ett_hour | ett_minute | ratio (70/10/20)
-    features: str = "M"  # M: all->all, S: target->target, MS: all->target
+    features: str = choice("M", "S", "MS")  # M: all->all, S: target->target, MS: all->target
     target: str = "OT"
     freq: str = "h"
     source: str = ""  # where to get the file, shown when it is missing
     seasonal_pattern: Optional[str] = None  # M4: Yearly, Quarterly, Monthly, Weekly, Daily, Hourly
-    validation: str = "test"  # UEA: test (official: early stopping on TEST) | holdout (20 % of TRAIN)
-    normalize: str = "per_split"  # UEA: per_split (official) | train (TRAIN statistics for all splits)
+    validation: str = choice("test", "holdout")  # UEA: test (official: early stopping on TEST) | holdout (20 % of TRAIN)
+    normalize: str = choice("per_split", "train")  # UEA: per_split (official) | train (TRAIN statistics for all splits)
     anomaly_ratio: Optional[float] = None  # anomaly: the official scripts' percent for this dataset
     window_step: int = 1  # anomaly: the official window step (SMD 100)
 
@@ -78,8 +89,8 @@ class ModelConfig:
     d_model: int = 512
     n_heads: int = 8
     d_ff: int = 2048
-    norm: str = "BatchNorm"
-    activation: str = "gelu"
+    norm: str = choice("BatchNorm", "LayerNorm", ignore_case=True)
+    activation: str = choice("gelu", "relu", ignore_case=True)
     dropout: float = 0.1
     attn_dropout: float = 0.1
     # Fine-tuning options, named as the official flags (task YAMLs set per-task defaults).
@@ -111,8 +122,8 @@ class TrainerConfig:
     batch_size: int = 32
     eval_batch_size: Optional[int] = None  # null: same as batch_size
     lr: float = 1e-4
-    lradj: str = "type1"
-    optimizer: str = "adam"
+    lradj: str = choice("type1", "type2", "cosine", "constant")
+    optimizer: str = choice("adam", "radam")
     patience: int = 3
     num_workers: int = 0
     limit_train_batches: Optional[int] = None  # null = all (smoke runs set a cap)
@@ -120,7 +131,7 @@ class TrainerConfig:
     grad_clip: Optional[float] = None  # max gradient norm (classification: 4.0 officially)
     progress: bool = True  # progress bar on a terminal
     compile: bool = False  # torch.compile the model (needs a C++ compiler on CPU, Triton on CUDA)
-    on_nonfinite: str = "stop"  # a NaN/inf loss or gradient: stop (status failed) | skip (that batch, counted)
+    on_nonfinite: str = choice("stop", "skip")  # a NaN/inf loss or gradient: stop (status failed) | skip (that batch, counted)
 
 
 @dataclass
@@ -146,7 +157,7 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
-    mode: str = "train"  # train: fine-tune then test the best weights; test: evaluate ckpt
+    mode: str = choice("train", "test")  # train: fine-tune then test the best weights; test: evaluate ckpt
     ckpt: Optional[str] = None
     seed: int = 2025
     resume: bool = False  # continue the run in hydra.run.dir from its last finished epoch; skip it if done
@@ -158,12 +169,6 @@ def register_configs() -> None:
 
     ConfigStore.instance().store(name="base_config", node=RunConfig)
     register_resolvers()  # the run dir's name in conf/config.yaml
-
-
-def _task_module_exists(name: str) -> bool:
-    if not name or not name.isidentifier():
-        return False
-    return importlib.util.find_spec(f"symtime_repro.tasks.{name}") is not None
 
 
 def check_patchable(seq_len: Optional[int], m: ModelConfig) -> None:
@@ -179,6 +184,21 @@ def check_patchable(seq_len: Optional[int], m: ModelConfig) -> None:
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise UserError(message)
+
+
+def _check_choices(node: Any, prefix: str = "") -> None:
+    """Every :func:`choice` field holds one of its options (``trainer.lradj=typ1`` names the choices)."""
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_choices(value, f"{prefix}{f.name}.")
+        options = f.metadata.get("choices")
+        if options is None:
+            continue
+        folded = [o.lower() for o in options] if f.metadata["ignore_case"] else options
+        if (value.lower() if f.metadata["ignore_case"] else value) not in folded:
+            listed = f"{options[0]} or {options[1]}" if len(options) == 2 else f"one of {', '.join(options)}"
+            raise UserError(f"{prefix}{f.name} must be {listed}, got {value!r}")
 
 
 def _check_int64(node: Any, prefix: str = "") -> None:
@@ -265,27 +285,26 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
             raise UserError(f"invalid configuration: {exc}".splitlines()[0]) from exc
     t, m, tr, d = run.task, run.model, run.trainer, run.dataset
     _check_int64(run)
+    _check_choices(run)
 
-    _require(_task_module_exists(t.name), f"task.name={t.name!r}: no module symtime_repro/tasks/{t.name}.py implements it")
-    derived = t.name in ("short_term", "classification")  # M4 horizons / UEA lengths come from the data
-    _require(t.seq_len is not None or derived, "task.seq_len must be set (a positive integer)")
+    _require(tasks.module_exists(t.name, t.module),
+             f"task.name={t.name!r}: no module {tasks.module_name(t.name, t.module)} implements it")
+    _require(t.head in HEADS, f"task.head must be one of {', '.join(HEADS)}, got {t.head!r}")
+    _require(len(t.metrics) > 0, "task.metrics must name at least one test metric")
+    _require(set(t.derived) <= {"seq_len", "pred_len"},
+             f"task.derived may list seq_len and pred_len only, got {list(t.derived)}")
+    _require(t.seq_len is not None or "seq_len" in t.derived, "task.seq_len must be set (a positive integer)")
     _require(t.seq_len is None or t.seq_len > 0, f"task.seq_len must be a positive integer, got {t.seq_len}")
-    forecasting = t.name in ("long_term", "short_term")  # the others reconstruct or classify the input
-    _require(t.pred_len is not None or derived, "task.pred_len must be set (a positive integer)")
+    forecasting = t.head == "forecast"  # the other heads reconstruct or classify the input: no horizon
+    _require(t.pred_len is not None or "pred_len" in t.derived, "task.pred_len must be set (a positive integer)")
     _require(t.pred_len is None or (t.pred_len > 0 if forecasting else t.pred_len >= 0),
              f"task.pred_len must be a positive integer, got {t.pred_len}")
     _require(t.label_len >= 0, f"task.label_len must be >= 0, got {t.label_len}")
     _require(0 < t.mask_ratio < 1, f"task.mask_ratio must be in (0, 1), got {t.mask_ratio}")
-    _require(t.mask_rng in ("seeded", "global"), f"task.mask_rng must be seeded or global, got {t.mask_rng!r}")
     for owner, ratio in (("task", t.anomaly_ratio), ("dataset", d.anomaly_ratio)):
         _require(ratio is None or 0 < ratio < 100, f"{owner}.anomaly_ratio is a percent in (0, 100), got {ratio}")
-    _require(t.test_windows in ("official", "non_overlapping"),
-             f"task.test_windows must be official or non_overlapping, got {t.test_windows!r}")
-    _require(d.validation in ("test", "holdout"), f"dataset.validation must be test or holdout, got {d.validation!r}")
-    _require(d.normalize in ("per_split", "train"), f"dataset.normalize must be per_split or train, got {d.normalize!r}")
     _require(d.window_step >= 1, f"dataset.window_step must be >= 1, got {d.window_step}")
 
-    _require(d.features in FEATURE_MODES, f"dataset.features must be one of M, S, MS, got {d.features!r}")
     _require(d.family != "csv" or d.split in ("ett_hour", "ett_minute", "ratio"),
              f"dataset.split must be ett_hour, ett_minute or ratio, got {d.split!r}")
 
@@ -296,9 +315,6 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
              f"model.forward_layers must be in 1..model.n_layers ({m.n_layers}), got {m.forward_layers}")
     _require(m.patch_len > 0 and m.stride > 0,
              f"model.patch_len and model.stride must be positive, got {m.patch_len} and {m.stride}")
-    _require(m.norm.lower() in ("batchnorm", "layernorm"),
-             f"model.norm must be BatchNorm or LayerNorm, got {m.norm!r}")
-    _require(m.activation.lower() in ("gelu", "relu"), f"model.activation must be gelu or relu, got {m.activation!r}")
     # The official moving average pads (k-1)//2 on each side: an even kernel shortens the series.
     _require(m.moving_avg > 0 and m.moving_avg % 2 == 1,
              f"model.moving_avg must be a positive odd kernel size, got {m.moving_avg}")
@@ -319,8 +335,6 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     _require(tr.eval_batch_size is None or tr.eval_batch_size >= 1,
              f"trainer.eval_batch_size must be null or >= 1, got {tr.eval_batch_size}")
     _require(tr.lr > 0, f"trainer.lr must be positive, got {tr.lr}")
-    _require(tr.lradj in LR_SCHEDULES, f"trainer.lradj must be one of {', '.join(LR_SCHEDULES)}, got {tr.lradj!r}")
-    _require(tr.optimizer in ("adam", "radam"), f"trainer.optimizer must be adam or radam, got {tr.optimizer!r}")
     _require(tr.patience >= 1, f"trainer.patience must be >= 1, got {tr.patience}")
     _require(tr.num_workers >= 0, f"trainer.num_workers must be >= 0, got {tr.num_workers}")
     from .cpus import usable_cpus
@@ -328,7 +342,6 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     cpus = usable_cpus()  # more loader processes than 4 per CPU only cost memory (each holds a copy of the data)
     _require(tr.num_workers <= 4 * cpus, f"trainer.num_workers={tr.num_workers} is more than 4 per CPU this process "
                                          f"may use ({cpus}); use at most {4 * cpus}")
-    _require(tr.on_nonfinite in ("stop", "skip"), f"trainer.on_nonfinite must be stop or skip, got {tr.on_nonfinite!r}")
     _require(tr.grad_clip is None or tr.grad_clip > 0, f"trainer.grad_clip must be null or positive, got {tr.grad_clip}")
     for key in ("limit_train_batches", "limit_eval_batches"):
         value = getattr(tr, key)
@@ -339,7 +352,6 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
              f"bench.warmup must be >= 0, bench.steps >= 1 and bench.matmul_size >= 64 "
              f"(got {b.warmup}, {b.steps}, {b.matmul_size})")
 
-    _require(run.mode in ("train", "test"), f"mode must be train or test, got {run.mode!r}")
     _require(run.mode != "test" or run.ckpt,
              "mode=test needs a checkpoint: add ckpt=<path to checkpoint.pt or official checkpoint.pth>")
     return run

@@ -26,12 +26,13 @@ from typing import Iterable, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
+from .tasks import facts as task_facts
 
 log = logging.getLogger(__name__)
 
 # Keys whose value fixes the network's weights' shapes or what it was trained to output.
 NETWORK_KEYS = {
-    "task": {"name", "seq_len", "pred_len"},
+    "task": {"name", "module", "head", "seq_len", "pred_len"},
     "dataset": {"features", "target", "seasonal_pattern"},
     "model": {"n_layers", "d_model", "n_heads", "d_ff", "norm", "activation", "patch_len", "stride",
               "padding_patch", "forward_layers", "use_avg", "moving_avg", "individual", "conv1d",
@@ -138,6 +139,8 @@ def adopt_checkpoint_config(cfg: DictConfig, saved: dict, overrides: Iterable[st
         stored = saved.get(section)
         if not isinstance(stored, dict):
             continue
+        if section == "task":  # a file saved before tasks declared their facts: those of its task's YAML
+            stored = {**stored, **task_facts.of_record(stored)}
         if section == "dataset" and transfer:
             stored = {k: v for k, v in stored.items() if k in NETWORK_KEYS["dataset"]}
         for key, value in stored.items():

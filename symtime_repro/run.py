@@ -31,7 +31,8 @@ from .from_checkpoint import (Adopted, adopt_checkpoint_config, log_adopted, req
                               saved_config)
 from .models import encoder_state_size, load_model_weights, load_pretrained_encoder, read_checkpoint
 from .preemption import StopRequest, requeued
-from .tasks import Splits, Task, make_task
+from .tasks import make_task
+from .tasks.base import Splits, Task
 from .trainer import RESUME_FILE, FitResult, Trainer, compile_model, load_resume_state
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def check_fits_in_memory(rc: RunConfig, enc_in: int) -> None:
                         f"of {values:,} values ({values * 4 / gib:,.1f} GiB as float32), more than the "
                         f"{memory / gib:.1f} GiB of memory of this machine; choose a smaller model "
                         f"(model=symtime_small, or lower those three)")
-    if m.use_avg and rc.task.name != "classification":  # the trend is a moving average over replicated ends
+    if m.use_avg and rc.task.head != "classify":  # the trend is a moving average over replicated ends
         batch = max(rc.trainer.batch_size, rc.trainer.eval_batch_size or 0)
         steps = rc.task.seq_len + m.moving_avg - 1
         padded = 4 * batch * enc_in * steps
@@ -133,6 +134,7 @@ def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, t
 
     task = make_task(rc)
     splits = task.datasets()
+    rc = task.resolve(splits)  # what the data decided (M4 horizons, UEA lengths) filled in: the config run and recorded
     check_fits_in_memory(rc, splits.info.get("enc_in", 1))
     log.info("data: %s (%s), %d channels, windows train/val/test = %d/%d/%d", rc.dataset.name,
              splits.info.get("file", ""), splits.info.get("enc_in", 0), len(splits.train), len(splits.val),
@@ -195,7 +197,7 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
     compiled = compile_model(model, device) if rc.trainer.compile else False
     device.reset_peak_memory()
 
-    record = dataclasses.asdict(rc)  # after the task filled in derived values (e.g. M4 horizons)
+    record = dataclasses.asdict(rc)  # the resolved config (prepare: task.resolve)
     trainer = Trainer(rc.trainer, device, run_dir, rc.seed, record, dist, stop)
     fit = FitResult()
     resumed_from = None
@@ -216,6 +218,10 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
     started = time.perf_counter()
     test = trainer.test(task, model, splits)
     test_seconds = time.perf_counter() - started
+    missing = [name for name in task.test_metric_names() if name not in test]
+    if missing:  # task.metrics names what the task's test does not compute: no half-written result
+        raise UserError(f"task.metrics names {', '.join(missing)}, which task {rc.task.name}'s test does not compute "
+                        f"(it computes {', '.join(k for k in test if k != 'loss')}); fix task.metrics in its YAML")
     log.info("test: %s (%.1fs)", ", ".join(f"{k} {test[k]:.6f}" for k in task.test_metric_names()), test_seconds)
     coverage = coverage_record(*trainer.eval_coverage(splits.test), getattr(task, "sample_unit", "samples"))
     if coverage["test_subset"]:

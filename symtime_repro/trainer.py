@@ -38,7 +38,7 @@ from .errors import Preempted, RunFailed, UserError
 from .files import atomic_write_bytes, write_csv
 from .models import save_checkpoint
 from .preemption import StopRequest
-from .tasks import Splits, Task
+from .tasks.base import Splits, Task
 
 log = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ def test_compiled_model_matches_the_eager_one():
     if reason:
         pytest.skip(f"torch.compile is not available here: {reason}")
     torch.manual_seed(0)
-    model = build_model("long_term", 3, 96, 24, tiny_model_cfg()).eval()
+    model = build_model("forecast", 3, 96, 24, tiny_model_cfg()).eval()
     x = torch.randn(4, 96, 3)
     with torch.inference_mode():
         eager = model(x)

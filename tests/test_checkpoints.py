@@ -25,7 +25,7 @@ def _pretrained_file(tmp_path, size="SymTime_small", prefix=""):
 
 def test_official_pretrained_encoder_loads_every_tensor(tmp_path):
     path, state = _pretrained_file(tmp_path)
-    model = build_model("long_term", 7, 96, 96, tiny_model_cfg(**SMALL))
+    model = build_model("forecast", 7, 96, 96, tiny_model_cfg(**SMALL))
     head_before = model.flatten_head.linear.weight.clone()
     load_pretrained_encoder(model, path)
     loaded = model.time_encoder.state_dict()
@@ -36,14 +36,14 @@ def test_official_pretrained_encoder_loads_every_tensor(tmp_path):
 
 def test_data_parallel_prefix_is_accepted(tmp_path):
     path, state = _pretrained_file(tmp_path, prefix="module.")
-    model = build_model("long_term", 7, 96, 96, tiny_model_cfg(**SMALL))
+    model = build_model("forecast", 7, 96, 96, tiny_model_cfg(**SMALL))
     load_pretrained_encoder(model, path)
     assert torch.equal(model.time_encoder.W_P.weight, state["W_P.weight"])
 
 
 def test_encoder_of_another_size_names_the_preset_to_use(tmp_path):
     path, _ = _pretrained_file(tmp_path, "SymTime_small")
-    model = build_model("long_term", 7, 96, 96, tiny_model_cfg(**BASE))
+    model = build_model("forecast", 7, 96, 96, tiny_model_cfg(**BASE))
     with pytest.raises(UserError) as err:
         load_pretrained_encoder(model, path)
     message = str(err.value)
@@ -58,7 +58,7 @@ def test_official_finetuned_long_term_checkpoint_loads(tmp_path):
     torch.save(state, path)
     loaded_state, saved_config = read_checkpoint(path)
     assert saved_config is None  # an official file carries no config of ours
-    model = build_model("long_term", 7, 96, 96, tiny_model_cfg(**BASE))
+    model = build_model("forecast", 7, 96, 96, tiny_model_cfg(**BASE))
     load_model_weights(model, loaded_state, path)
     assert torch.equal(model.flatten_head.linear.weight, state["flatten_head.linear.weight"])
     assert torch.equal(model.time_encoder.layers[5].ff[3].bias, state["time_encoder.layers.5.ff.3.bias"])
@@ -67,19 +67,19 @@ def test_official_finetuned_long_term_checkpoint_loads(tmp_path):
 def test_decomposition_switch_mismatch_is_explained(tmp_path):
     state = official_layout.random_state(
         official_layout.section("Fine-tuned full model (checkpoint.pth), task_name=long_term_forecast"))
-    model = build_model("long_term", 7, 96, 96, tiny_model_cfg(**BASE, use_avg=False))
+    model = build_model("forecast", 7, 96, 96, tiny_model_cfg(**BASE, use_avg=False))
     with pytest.raises(UserError, match="projection_trend.weight' that this model does not.*model.use_avg"):
         load_model_weights(model, state, "checkpoint.pth")
 
 
 def test_our_checkpoint_round_trip(tmp_path):
-    model = build_model("long_term", 3, 96, 24, tiny_model_cfg())
+    model = build_model("forecast", 3, 96, 24, tiny_model_cfg())
     optimizer = torch.optim.Adam(model.parameters())
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, model, optimizer, 4, {"task": {"pred_len": 24}}, {"best_val_loss": 0.5})
     state, config = read_checkpoint(path)
     assert config == {"task": {"pred_len": 24}}
-    fresh = build_model("long_term", 3, 96, 24, tiny_model_cfg())
+    fresh = build_model("forecast", 3, 96, 24, tiny_model_cfg())
     load_model_weights(fresh, state, path)
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temp file

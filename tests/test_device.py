@@ -115,7 +115,7 @@ def test_cpu_run_never_asks_for_torch_npu():
                               dropout=0.0, attn_dropout=0.0, patch_len=16, stride=8, padding_patch=True,
                               forward_layers=1, use_avg=True, moving_avg=25, individual=False, out_dropout=0.0,
                               conv1d=False, out_channels=4)
-        build_model("long_term", 2, 32, 8, cfg).to(cpu.torch_device)(torch.randn(2, 32, 2))
+        build_model("forecast", 2, 32, 8, cfg).to(cpu.torch_device)(torch.randn(2, 32, 2))
         print(json.dumps({"asked": ASKED, "loaded": sorted(m for m in sys.modules if "torch_npu" in m),
                           "kind": cpu.kind}))
     ''', serve=True)

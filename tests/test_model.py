@@ -23,7 +23,7 @@ SIZES = {"SymTime_small": (384, 8, 384), "SymTime_base": (512, 8, 2048), "SymTim
 def test_patch_count_matches_the_official_formula_and_the_unfold(seq_len, patch, stride, padding):
     official = int((seq_len - patch) / stride + 1) + (1 if padding else 0)
     assert patch_count(seq_len, patch, stride, padding) == official
-    model = build_model("long_term", 3, seq_len, 8, tiny_model_cfg(patch_len=patch, stride=stride,
+    model = build_model("forecast", 3, seq_len, 8, tiny_model_cfg(patch_len=patch, stride=stride,
                                                                    padding_patch=padding))
     assert model._patch(torch.zeros(2, 3, seq_len)).shape == (2, 3, official, patch)
 
@@ -49,22 +49,22 @@ def test_encoder_state_size_counts_what_the_encoder_holds(size, norm):
     assert encoder_state_size(cfg) == sum(v.numel() for v in encoder.state_dict().values())
 
 
-@pytest.mark.parametrize("task,title,kwargs", [
-    ("long_term", "task_name=long_term_forecast", dict(enc_in=7, seq_len=96, pred_len=96)),
-    ("imputation", "task_name=imputation", dict(enc_in=7, seq_len=96, pred_len=96)),
-    ("anomaly", "task_name=anomaly_detection", dict(enc_in=7, seq_len=100, pred_len=96)),
-    ("classification", "task_name=classification", dict(enc_in=12, seq_len=29, pred_len=96, num_classes=9)),
+@pytest.mark.parametrize("head,title,kwargs", [
+    ("forecast", "task_name=long_term_forecast", dict(enc_in=7, seq_len=96, pred_len=96)),
+    ("reconstruct", "task_name=imputation", dict(enc_in=7, seq_len=96, pred_len=96)),
+    ("reconstruct", "task_name=anomaly_detection", dict(enc_in=7, seq_len=100, pred_len=96)),
+    ("classify", "task_name=classification", dict(enc_in=12, seq_len=29, pred_len=96, num_classes=9)),
 ])
-def test_full_model_state_dict_is_the_official_finetuned_layout(task, title, kwargs):
+def test_full_model_state_dict_is_the_official_finetuned_layout(head, title, kwargs):
     base = tiny_model_cfg(n_layers=6, d_model=512, n_heads=8, d_ff=2048, forward_layers=3, stride=8,
-                          use_avg=task != "classification", conv1d=False)
-    model = build_model(task, model_cfg=base, **kwargs)
+                          use_avg=head != "classify", conv1d=False)
+    model = build_model(head, model_cfg=base, **kwargs)
     assert _shapes(model) == official_layout.section(f"Fine-tuned full model (checkpoint.pth), {title}")
 
 
 def test_layers_beyond_forward_layers_are_frozen_and_never_run():
     torch.manual_seed(0)
-    model = build_model("long_term", 3, 96, 24, tiny_model_cfg(n_layers=3, forward_layers=2)).eval()
+    model = build_model("forecast", 3, 96, 24, tiny_model_cfg(n_layers=3, forward_layers=2)).eval()
     x = torch.randn(4, 96, 3)
     before = model(x)
     frozen = list(model.time_encoder.layers[2].parameters())
@@ -81,7 +81,7 @@ def test_layers_beyond_forward_layers_are_frozen_and_never_run():
 
 
 def test_moving_average_decomposition_on_known_series():
-    model = build_model("long_term", 1, 96, 24, tiny_model_cfg(moving_avg=25))
+    model = build_model("forecast", 1, 96, 24, tiny_model_cfg(moving_avg=25))
     ramp = torch.arange(96, dtype=torch.float64).reshape(1, 1, 96)
     trend = model._trend(ramp)[0, 0]
     # Inside, a centred mean of a straight line is the line itself.
@@ -96,7 +96,7 @@ def test_moving_average_decomposition_on_known_series():
 def test_forecast_moves_with_the_input_level():
     # Instance normalisation: adding a constant to a window adds it to the forecast.
     torch.manual_seed(1)
-    model = build_model("long_term", 3, 96, 24, tiny_model_cfg()).double().eval()
+    model = build_model("forecast", 3, 96, 24, tiny_model_cfg()).double().eval()
     x = torch.randn(2, 96, 3, dtype=torch.float64)
     shift = torch.tensor([10.0, -3.0, 0.5], dtype=torch.float64)
     assert torch.allclose(model(x + shift), model(x) + shift, atol=1e-9)
@@ -193,7 +193,7 @@ def _randomised(model, seed):
 
 def test_forecast_forward_equals_independent_numpy_implementation():
     cfg = tiny_model_cfg(n_layers=3, forward_layers=2, stride=8)
-    model = _randomised(build_model("long_term", 3, 96, 24, cfg).double(), seed=3)
+    model = _randomised(build_model("forecast", 3, 96, 24, cfg).double(), seed=3)
     x = torch.randn(4, 96, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 2 + 5
     sd = {k: v.numpy() for k, v in model.state_dict().items()}
     expected = numpy_forecast(sd, x.numpy(), cfg)
@@ -203,7 +203,7 @@ def test_forecast_forward_equals_independent_numpy_implementation():
     # In float32, as runs compute, with weights at their initial scale and inputs in scaled space
     # (|y| ~ 1, as on real data), the result stays within 1e-5 of the exact one.
     torch.manual_seed(7)
-    model32 = build_model("long_term", 3, 96, 24, cfg).eval()
+    model32 = build_model("forecast", 3, 96, 24, cfg).eval()
     sd32 = {k: v.double().numpy() if v.is_floating_point() else v.numpy() for k, v in model32.state_dict().items()}
     x32 = torch.randn(4, 96, 3, generator=torch.Generator().manual_seed(8))
     with torch.no_grad():
@@ -213,7 +213,7 @@ def test_forecast_forward_equals_independent_numpy_implementation():
 
 def test_classification_forward_equals_independent_numpy_implementation():
     cfg = tiny_model_cfg(n_layers=2, forward_layers=2, stride=4, use_avg=False, conv1d=True, out_channels=5)
-    model = _randomised(build_model("classification", 3, 40, 0, cfg, num_classes=6).double(), seed=5)
+    model = _randomised(build_model("classify", 3, 40, 0, cfg, num_classes=6).double(), seed=5)
     x = torch.randn(3, 40, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     sd = {k: v.numpy() for k, v in model.state_dict().items()}
     with torch.no_grad():
@@ -222,13 +222,13 @@ def test_classification_forward_equals_independent_numpy_implementation():
     assert np.abs(got - numpy_classify(sd, x.numpy(), cfg)).max() < 1e-10
 
 
-@pytest.mark.parametrize("task,out_len", [("short_term", 18), ("imputation", 36), ("anomaly", 36)])
-def test_every_sequence_head_has_the_official_output_shape(task, out_len):
-    model = build_model(task, 2, 36, 18, tiny_model_cfg(stride=4)).eval()
+@pytest.mark.parametrize("head,out_len", [("forecast", 18), ("reconstruct", 36)])
+def test_every_sequence_head_has_the_official_output_shape(head, out_len):
+    model = build_model(head, 2, 36, 18, tiny_model_cfg(stride=4)).eval()
     assert model(torch.randn(5, 36, 2)).shape == (5, out_len, 2)
 
 
 def test_individual_heads_give_one_linear_per_channel():
-    model = build_model("long_term", 4, 96, 24, tiny_model_cfg(individual=True))
+    model = build_model("forecast", 4, 96, 24, tiny_model_cfg(individual=True))
     assert len(model.flatten_head.linears) == 4
     assert model(torch.randn(2, 96, 4)).shape == (2, 24, 4)

@@ -1,4 +1,4 @@
-"""The SymTime fine-tuning network: patch Transformer encoder plus one head per task.
+"""The SymTime fine-tuning network: patch Transformer encoder plus one of three heads.
 
 Written from the official implementation's *behaviour* (wwhenxuan/SymTime, models/finetune_model.py
 and layers/), which we read for the exact operations:
@@ -27,8 +27,6 @@ from torch import Tensor, nn
 
 from ..errors import UserError
 
-FORECAST_TASKS = ("long_term", "short_term")
-RECONSTRUCTION_TASKS = ("imputation", "anomaly")
 MAX_TOKENS = 5000  # length of the official positional table (pe.pe is stored in the files)
 
 
@@ -206,17 +204,22 @@ class FlattenHead(nn.Module):
 
 
 class SymTime(nn.Module):
-    """SymTime for one task. Input ``x``: [batch, seq_len, channels].
+    """SymTime with one head. Input ``x``: [batch, seq_len, channels].
 
-    Output: forecasts [batch, pred_len, channels] (long_term, short_term), reconstructions
-    [batch, seq_len, channels] (imputation, anomaly) or class logits [batch, num_classes].
+    Output by ``head``: forecast [batch, pred_len, channels], reconstruct [batch, seq_len, channels]
+    or classify [batch, num_classes] (logits).
     """
 
-    def __init__(self, task: str, enc_in: int, seq_len: int, pred_len: int, model_cfg,
+    def __init__(self, head: str, enc_in: int, seq_len: int, pred_len: int, model_cfg,
                  num_classes: Optional[int] = None) -> None:
         super().__init__()
+        # The heads (symtime_repro/tasks/facts.py): a task names the one it needs, so the network knows
+        # heads, not tasks. Output length over time: the horizon, the window itself, or none (logits).
+        out_lengths = {"forecast": pred_len, "reconstruct": seq_len, "classify": None}
+        if head not in out_lengths:
+            raise UserError(f"task.head={head!r}: the network has the heads {', '.join(out_lengths)}")
         c = model_cfg
-        self.task = task
+        self.head = head
         self.seq_len = seq_len
         self.patch_len, self.stride, self.padding_patch = c.patch_len, c.stride, c.padding_patch
         self.n_patches = patch_count(seq_len, c.patch_len, c.stride, c.padding_patch)
@@ -229,17 +232,10 @@ class SymTime(nn.Module):
         for index in range(c.forward_layers, c.n_layers):  # layers that never run stay frozen
             self.time_encoder.layers[index].requires_grad_(False)
 
-        if task in FORECAST_TASKS:
-            out_len = pred_len
-        elif task in RECONSTRUCTION_TASKS:
-            out_len = seq_len
-        elif task == "classification":
-            out_len = None
-        else:
-            raise UserError(f"unknown task {task!r}")
+        out_len = out_lengths[head]
         self.out_len = out_len
 
-        self.use_avg = c.use_avg and task != "classification"
+        self.use_avg = c.use_avg and head != "classify"
         if c.use_avg:
             # The official network builds the trend projection whenever decomposition is on (also
             # for classification, where it is never used); keep that so its files load.
@@ -247,9 +243,9 @@ class SymTime(nn.Module):
             self.projection_trend = nn.Linear(seq_len, out_len if out_len is not None else seq_len)
 
         tokens_per_channel = self.n_patches + 1  # [CLS] token included
-        if task == "classification":
+        if head == "classify":
             if num_classes is None or num_classes < 2:
-                raise UserError("classification needs num_classes >= 2 (derived from the data)")
+                raise UserError("the classify head needs num_classes >= 2 (derived from the data)")
             self.use_conv1d = c.conv1d
             channels = c.out_channels if c.conv1d else enc_in
             tokens = channels * self.n_patches + 1  # all channels' patches in one sequence
@@ -292,7 +288,7 @@ class SymTime(nn.Module):
     # -- forward --------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         x = x.transpose(1, 2)  # [batch, channels, seq_len]
-        if self.task == "classification":
+        if self.head == "classify":
             return self._classify(x)
         return self._sequence_to_sequence(x)
 
@@ -322,6 +318,6 @@ class SymTime(nn.Module):
         return self.classifier(self.ln_proj(tokens.reshape(batch, -1)))
 
 
-def build_model(task: str, enc_in: int, seq_len: int, pred_len: int, model_cfg,
+def build_model(head: str, enc_in: int, seq_len: int, pred_len: int, model_cfg,
                 num_classes: Optional[int] = None) -> SymTime:
-    return SymTime(task, enc_in, seq_len, pred_len, model_cfg, num_classes)
+    return SymTime(head, enc_in, seq_len, pred_len, model_cfg, num_classes)

@@ -1,128 +1,53 @@
-"""Tasks: one module each. The trainer talks to a task only through :class:`Task`.
+"""Tasks: one module and one YAML each. The trainer talks to a task only through the
+:class:`~symtime_repro.tasks.base.Task` protocol; everything else asks the task's YAML.
 
-Adding a task: write ``symtime_repro/tasks/<name>.py`` with a class implementing :class:`Task`
-(deriving :class:`BaseTask` gives the optional parts) and bind it to the module-level name
-``TASK``; add ``conf/task/<name>.yaml`` with ``task.name: <name>``. Nothing else changes: the
-module is found by name and imported on demand, so an unused task costs nothing at start-up.
+Adding a task: write a module with a class implementing ``Task`` (deriving ``BaseTask`` gives the
+optional parts) bound to the module-level name ``TASK``, and a YAML ``conf/task/<name>.yaml`` that
+sets ``task.name`` and declares what the task is (:mod:`.facts`: ``task.head``, ``task.metrics``,
+``task.derived``). The module is ``symtime_repro/tasks/<name>.py``, or any importable module named
+by ``task.module`` (a task kept in your own project; its YAML then lives in a folder you add with
+``hydra.searchpath=[file:///abs/path/conf]``). Nothing else changes: the module is imported on
+demand, so an unused task costs nothing at start-up.
+
+This package's ``__init__`` and :mod:`.facts` import no torch: the config check, the checkpoint
+rules and the report ask them questions without loading a network.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
-
-import numpy as np
-import torch
-from torch import nn
-from torch.utils.data import Dataset
+import importlib.util
+from typing import TYPE_CHECKING, Optional
 
 from ..errors import UserError
 
-
-@dataclass
-class Splits:
-    """The three datasets of a run and the facts derived from the data (``enc_in`` ...)."""
-
-    train: Dataset
-    val: Dataset
-    test: Dataset
-    info: dict[str, Any] = field(default_factory=dict)
+if TYPE_CHECKING:
+    from .base import Task
 
 
-class Task(Protocol):
-    name: str
-    monitor: tuple[str, str]  # (metric name from evaluate(), "min" or "max") for early stopping
-
-    def datasets(self) -> Splits:
-        """Load and check the data (fail here, before any work, on bad input)."""
-
-    def build_model(self, splits: Splits) -> nn.Module:
-        """The network for this task, sized from the data."""
-
-    def training_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Scalar loss of one training batch (already on the device)."""
-
-    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
-        """Metrics over a split; must include ``loss`` and the ``monitor`` metric."""
-
-    def test_metric_names(self) -> tuple[str, ...]:
-        """The metrics.json keys this task reports (docs/contract.md)."""
-
-    def test(self, model: nn.Module, splits: Splits, batches_for) -> dict[str, Any]:
-        """Test metrics (BaseTask: evaluate() on the test split)."""
-
-    def save_test_outputs(self, run_dir) -> None:
-        """Called after the test evaluation; write extra files (optional, see BaseTask)."""
+def module_name(name: str, module: Optional[str] = None) -> str:
+    """The Python module that implements task ``name``: ``task.module``, else ours by that name."""
+    return module or f"{__name__}.{name}"
 
 
-class BaseTask:
-    """Defaults for the optional parts of :class:`Task`."""
-
-    name = ""
-    # The validation metric early stopping watches, and whether lower or higher is better.
-    monitor: tuple[str, str] = ("loss", "min")
-    # What one test sample is, in words (run tables say "1024 of 2785 test windows").
-    sample_unit = "windows"
-
-    def test(self, model: nn.Module, splits: Splits,
-             batches_for: Callable[[Dataset], Iterable[dict[str, torch.Tensor]]]) -> dict[str, Any]:
-        """Test metrics; by default :meth:`evaluate` on the test split. ``batches_for(dataset)``
-        yields a split's batches on the device (anomaly detection also needs the train split)."""
-        return self.evaluate(model, batches_for(splits.test))
-
-    def save_test_outputs(self, run_dir) -> None:
-        """Write task-specific test artefacts (e.g. the M4 forecast CSV) into the run dir."""
-
-
-class TestSamples:
-    """A few test windows (inputs, truth, prediction) for plots; written as test_samples.npz.
-
-    Consecutive windows overlap almost entirely (stride 1), so the kept ones are spread over the
-    test split: windows 0, n/limit, 2n/limit, … of the ``total`` the split holds, taken as the
-    batches go by (in order). Kept small on purpose: enough to look at, never a copy of the test set.
-    """
-
-    def __init__(self, total: int, limit: int = 4) -> None:
-        self.wanted = sorted({i * total // limit for i in range(limit)}) if total > 0 else []
-        self.seen = 0  # windows passed so far
-        self.parts: dict[str, list[np.ndarray]] = {}
-
-    @property
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {k: np.concatenate(v) for k, v in self.parts.items()}
-
-    def keep(self, **tensors: torch.Tensor) -> None:
-        size = next(iter(tensors.values())).shape[0]
-        rows = [i - self.seen for i in self.wanted if self.seen <= i < self.seen + size]
-        self.seen += size
-        if not rows:
-            return
-        for key, value in tensors.items():
-            picked = value[rows].detach().cpu()
-            self.parts.setdefault(key, []).append(picked.numpy() if picked.dtype == torch.bool
-                                                  else picked.float().numpy())
-
-    def save(self, run_dir, columns: Iterable[str]) -> None:
-        if not self.parts:
-            return
-        import io
-
-        from ..files import atomic_write_bytes
-
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, columns=np.array(list(columns), dtype=str), **self.arrays)
-        atomic_write_bytes(Path(run_dir) / "test_samples.npz", buffer.getvalue())
-
-
-def make_task(cfg) -> Task:
-    """The task named ``cfg.task.name``: the ``TASK`` class of ``symtime_repro.tasks.<name>``."""
-    name = cfg.task.name
+def module_exists(name: str, module: Optional[str] = None) -> bool:
+    if not module and (not name or not name.isidentifier()):
+        return False
     try:
-        module = importlib.import_module(f"{__name__}.{name}")
+        return importlib.util.find_spec(module_name(name, module)) is not None
+    except (ImportError, ValueError):  # task.module=a.b where package a does not exist
+        return False
+
+
+def make_task(cfg) -> "Task":
+    """The task ``cfg.task`` names: the ``TASK`` class of its module, given the run config."""
+    name, module = cfg.task.name, module_name(cfg.task.name, cfg.task.module)
+    try:
+        found = importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.{name}":
+        if exc.name != module:
             raise  # a missing dependency inside the task module is a bug, not a bad name
-        raise UserError(f"task.name={name}: no module symtime_repro/tasks/{name}.py implements it") from exc
-    return module.TASK(cfg)
+        raise UserError(f"task.name={name}: no module {module} implements it") from exc
+    if not hasattr(found, "TASK"):
+        raise UserError(f"task.name={name}: module {module} has no TASK (the class implementing the task)")
+    return found.TASK(cfg)

@@ -33,8 +33,7 @@ from ..datasets import anomaly
 from ..datasets.anomaly import AnomalyWindows
 from ..errors import UserError
 from ..metrics import anomaly as anomaly_scores
-from ..models import build_model
-from . import BaseTask, Splits
+from .base import BaseTask, Splits, with_task
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +51,10 @@ class AnomalyDetection(BaseTask):
         if cfg.dataset.family != "anomaly":
             raise UserError(f"task=anomaly runs on SMD, MSL, SMAP, PSM or SWaT (e.g. dataset=MSL), "
                             f"not dataset={cfg.dataset.name}")
-        t = cfg.task
-        if t.anomaly_ratio is None:
-            t.anomaly_ratio = cfg.dataset.anomaly_ratio
-        if t.anomaly_ratio is None:
+        ratio = cfg.task.anomaly_ratio if cfg.task.anomaly_ratio is not None else cfg.dataset.anomaly_ratio
+        if ratio is None:
             raise UserError(f"no anomaly ratio for dataset={cfg.dataset.name}: set task.anomaly_ratio=<percent>")
-        t.pred_len = 0
+        self.cfg = with_task(cfg, anomaly_ratio=ratio, pred_len=0)  # the run records the ratio it used
 
     def datasets(self) -> Splits:
         cfg = self.cfg
@@ -73,8 +70,7 @@ class AnomalyDetection(BaseTask):
         return Splits(train, val, test, info)
 
     def build_model(self, splits: Splits) -> nn.Module:
-        t = self.cfg.task
-        return build_model(self.name, splits.info["enc_in"], t.seq_len, 0, self.cfg.model)
+        return self.network(splits.info["enc_in"])
 
     def training_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = batch["x"]
@@ -118,8 +114,6 @@ class AnomalyDetection(BaseTask):
                 "test_windows": windows, "scoring": self.cfg.task.test_windows,
                 "scoring_seconds": round(scored, 3)}
 
-    def test_metric_names(self) -> tuple[str, ...]:
-        return ("precision", "recall", "f1", "accuracy")
 
 
 TASK = AnomalyDetection

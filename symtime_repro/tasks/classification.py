@@ -23,8 +23,7 @@ from torch import nn
 from ..config import check_patchable
 from ..datasets import uea
 from ..errors import UserError
-from ..models import build_model
-from . import BaseTask, Splits
+from .base import BaseTask, Splits, with_task
 
 log = logging.getLogger(__name__)
 
@@ -43,28 +42,26 @@ class Classification(BaseTask):
     def datasets(self) -> Splits:
         cfg = self.cfg
         data = uea.load(cfg.dataset, cfg.data.root, cfg.seed)
-        t = cfg.task
-        if t.seq_len is None:
-            t.seq_len = data.seq_len
-        elif t.seq_len < data.seq_len:
-            raise UserError(f"task.seq_len={t.seq_len} is shorter than the longest case ({data.seq_len}) of "
+        seq_len = cfg.task.seq_len
+        if seq_len is None:
+            seq_len = data.seq_len
+        elif seq_len < data.seq_len:
+            raise UserError(f"task.seq_len={seq_len} is shorter than the longest case ({data.seq_len}) of "
                             f"{cfg.dataset.name}; leave task.seq_len=null to derive it")
-        check_patchable(t.seq_len, cfg.model)
-        t.pred_len = 0
+        check_patchable(seq_len, cfg.model)
+        self.cfg = with_task(cfg, seq_len=seq_len, pred_len=0)
         self.num_classes = len(data.class_names)
         if cfg.dataset.validation == "test":
             log.info("validation = the TEST split (official protocol: early stopping sees the test set)")
         info = {"enc_in": data.enc_in, "num_classes": self.num_classes, "classes": data.class_names,
                 **data.info}
         parts = (data.train, data.val, data.test)
-        if t.seq_len > data.seq_len:  # a longer window than the data needs: pad further
-            parts = tuple(part.padded_to(t.seq_len) for part in parts)
+        if seq_len > data.seq_len:  # a longer window than the data needs: pad further
+            parts = tuple(part.padded_to(seq_len) for part in parts)
         return Splits(*parts, info)
 
     def build_model(self, splits: Splits) -> nn.Module:
-        t = self.cfg.task
-        return build_model(self.name, splits.info["enc_in"], t.seq_len, 0, self.cfg.model,
-                           num_classes=splits.info["num_classes"])
+        return self.network(splits.info["enc_in"], num_classes=splits.info["num_classes"])
 
     def training_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return nn.functional.cross_entropy(model(batch["x"]).float(), batch["label"])
@@ -84,8 +81,6 @@ class Classification(BaseTask):
             return {"loss": float("nan"), "accuracy": float("nan")}
         return {"loss": (loss_sum / count).item(), "accuracy": (correct / count).item(), "cases": count}
 
-    def test_metric_names(self) -> tuple[str, ...]:
-        return ("accuracy",)
 
 
 TASK = Classification

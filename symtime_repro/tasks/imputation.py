@@ -26,8 +26,7 @@ from torch import nn
 
 from ..datasets import csv_series
 from ..metrics.mean_errors import MeanErrors
-from ..models import build_model
-from . import BaseTask, Splits, TestSamples
+from .base import BaseTask, Splits, TestSamples
 
 
 def draw_mask(shape: torch.Size, ratio: float, device: torch.device,
@@ -54,8 +53,7 @@ class Imputation(BaseTask):
         return Splits(*windows, info)
 
     def build_model(self, splits: Splits) -> nn.Module:
-        t = self.cfg.task
-        return build_model(self.name, splits.info["enc_in"], t.seq_len, t.pred_len, self.cfg.model)
+        return self.network(splits.info["enc_in"])
 
     def _hidden_error(self, output: torch.Tensor, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """Errors at the hidden (scored) points only."""
@@ -91,8 +89,6 @@ class Imputation(BaseTask):
         if self.samples is not None:
             self.samples.save(run_dir, self.columns)
 
-    def test_metric_names(self) -> tuple[str, ...]:
-        return ("mse", "mae")
 
 
 TASK = Imputation

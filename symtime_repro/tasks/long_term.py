@@ -18,8 +18,7 @@ from torch import nn
 
 from ..datasets import csv_series
 from ..metrics.mean_errors import MeanErrors
-from ..models import build_model
-from . import BaseTask, Splits, TestSamples
+from .base import BaseTask, Splits, TestSamples
 
 
 class LongTermForecasting(BaseTask):
@@ -39,8 +38,7 @@ class LongTermForecasting(BaseTask):
         return Splits(*windows, info)
 
     def build_model(self, splits: Splits) -> nn.Module:
-        t = self.cfg.task
-        return build_model(self.name, splits.info["enc_in"], t.seq_len, t.pred_len, self.cfg.model)
+        return self.network(splits.info["enc_in"])
 
     def training_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         pred = model(batch["x"])[..., self.scored]
@@ -65,8 +63,6 @@ class LongTermForecasting(BaseTask):
         if self.samples is not None:
             self.samples.save(run_dir, self.columns)
 
-    def test_metric_names(self) -> tuple[str, ...]:
-        return ("mse", "mae")
 
 
 TASK = LongTermForecasting

@@ -33,8 +33,7 @@ from torch.utils.data import Dataset
 from ..datasets import m4
 from ..errors import UserError
 from ..metrics import m4 as m4_metrics
-from ..models import build_model
-from . import BaseTask, Splits
+from .base import BaseTask, Splits, with_task
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +119,8 @@ class ShortTermForecasting(BaseTask):
         if t.pred_len is not None and t.pred_len != horizon:
             raise UserError(f"task.pred_len={t.pred_len} but M4 {self.pattern.name} has horizon {horizon}; "
                             f"leave task.pred_len=null to derive it")
-        t.pred_len = horizon
-        if t.seq_len is None:
-            t.seq_len = 2 * horizon  # the official input length
+        # The official input length is 2H; a typed task.seq_len wins.
+        self.cfg = with_task(cfg, pred_len=horizon, seq_len=t.seq_len if t.seq_len is not None else 2 * horizon)
         self.split: m4.M4Split | None = None
         self.forecasts: np.ndarray | None = None
         self.forecast_ids: list[str] = []
@@ -140,8 +138,7 @@ class ShortTermForecasting(BaseTask):
         return Splits(train, last, last, {"enc_in": 1, "series": len(split), "file": str(m4.m4_dir(root))})
 
     def build_model(self, splits: Splits) -> nn.Module:
-        t = self.cfg.task
-        return build_model(self.name, 1, t.seq_len, t.pred_len, self.cfg.model)
+        return self.network(1)
 
     def training_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return smape_loss(model(batch["x"]).float(), batch["y"], batch["mask"])
@@ -162,8 +159,6 @@ class ShortTermForecasting(BaseTask):
         return {"loss": scores["smape"], "smape": scores["smape"], "mase": scores["mase"], "owa": scores["owa"],
                 "series": scores["series"], "seasonal_pattern": self.pattern.name}
 
-    def test_metric_names(self) -> tuple[str, ...]:
-        return ("smape", "mase", "owa")
 
     def save_test_outputs(self, run_dir) -> None:
         if self.forecasts is None:

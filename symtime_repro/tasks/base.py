@@ -1,0 +1,135 @@
+"""What every task is to the rest of the code: the :class:`Task` protocol the trainer and the run
+talk to, :class:`BaseTask` with its optional parts, and small pieces tasks share."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+
+
+@dataclass
+class Splits:
+    """The three datasets of a run and the facts derived from the data (``enc_in`` ...)."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(Protocol):
+    name: str
+    monitor: tuple[str, str]  # (metric name from evaluate(), "min" or "max") for early stopping
+
+    def datasets(self) -> Splits:
+        """Load and check the data (fail here, before any work, on bad input)."""
+
+    def build_model(self, splits: Splits) -> nn.Module:
+        """The network for this task, sized from the data."""
+
+    def training_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scalar loss of one training batch (already on the device)."""
+
+    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
+        """Metrics over a split; must include ``loss`` and the ``monitor`` metric."""
+
+    def test_metric_names(self) -> tuple[str, ...]:
+        """The metrics.json keys this task reports: ``task.metrics`` of its YAML (docs/contract.md)."""
+
+    def resolve(self, splits: Splits):
+        """The run's config with what the task derived filled in (M4 horizons, UEA lengths, the
+        dataset's anomaly ratio): a new object, the caller's is left as it was. Call after
+        :meth:`datasets`; the run records and sizes everything from this one."""
+
+    def test(self, model: nn.Module, splits: Splits, batches_for) -> dict[str, Any]:
+        """Test metrics (BaseTask: evaluate() on the test split)."""
+
+    def save_test_outputs(self, run_dir) -> None:
+        """Called after the test evaluation; write extra files (optional, see BaseTask)."""
+
+
+class BaseTask:
+    """Defaults for the optional parts of :class:`Task`. ``self.cfg`` is the run's config as this
+    task resolved it: a task that derives a value replaces ``self.cfg`` with :func:`with_task`
+    (a copy), never edits the config it was given."""
+
+    name = ""
+    # The validation metric early stopping watches, and whether lower or higher is better.
+    monitor: tuple[str, str] = ("loss", "min")
+    # What one test sample is, in words (run tables say "1024 of 2785 test windows").
+    sample_unit = "windows"
+
+    def test(self, model: nn.Module, splits: Splits,
+             batches_for: Callable[[Dataset], Iterable[dict[str, torch.Tensor]]]) -> dict[str, Any]:
+        """Test metrics; by default :meth:`evaluate` on the test split. ``batches_for(dataset)``
+        yields a split's batches on the device (anomaly detection also needs the train split)."""
+        return self.evaluate(model, batches_for(splits.test))
+
+    def save_test_outputs(self, run_dir) -> None:
+        """Write task-specific test artefacts (e.g. the M4 forecast CSV) into the run dir."""
+
+    def test_metric_names(self) -> tuple[str, ...]:
+        return tuple(self.cfg.task.metrics)
+
+    def resolve(self, splits: Splits):
+        return self.cfg
+
+    def network(self, enc_in: int, **sizes):
+        """The SymTime network with this task's head (``task.head``), sized by the resolved config."""
+        from ..models import build_model
+
+        t = self.cfg.task
+        return build_model(t.head, enc_in, t.seq_len, t.pred_len, self.cfg.model, **sizes)
+
+
+def with_task(cfg, **changes):
+    """A copy of the run config ``cfg`` with ``task`` fields changed (``seq_len=…``)."""
+    return dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, **changes))
+
+
+class TestSamples:
+    """A few test windows (inputs, truth, prediction) for plots; written as test_samples.npz.
+
+    Consecutive windows overlap almost entirely (stride 1), so the kept ones are spread over the
+    test split: windows 0, n/limit, 2n/limit, … of the ``total`` the split holds, taken as the
+    batches go by (in order). Kept small on purpose: enough to look at, never a copy of the test set.
+    """
+
+    def __init__(self, total: int, limit: int = 4) -> None:
+        self.wanted = sorted({i * total // limit for i in range(limit)}) if total > 0 else []
+        self.seen = 0  # windows passed so far
+        self.parts: dict[str, list[np.ndarray]] = {}
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.concatenate(v) for k, v in self.parts.items()}
+
+    def keep(self, **tensors: torch.Tensor) -> None:
+        size = next(iter(tensors.values())).shape[0]
+        rows = [i - self.seen for i in self.wanted if self.seen <= i < self.seen + size]
+        self.seen += size
+        if not rows:
+            return
+        for key, value in tensors.items():
+            picked = value[rows].detach().cpu()
+            self.parts.setdefault(key, []).append(picked.numpy() if picked.dtype == torch.bool
+                                                  else picked.float().numpy())
+
+    def save(self, run_dir, columns: Iterable[str]) -> None:
+        if not self.parts:
+            return
+        import io
+
+        from ..files import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, columns=np.array(list(columns), dtype=str), **self.arrays)
+        atomic_write_bytes(Path(run_dir) / "test_samples.npz", buffer.getvalue())
