@@ -49,6 +49,7 @@ class TaskConfig:
     head: str = MISSING  # what the network outputs: forecast | reconstruct | classify
     metrics: list[str] = MISSING  # test metrics, headline first
     derived: list[str] = field(default_factory=list)  # of seq_len, pred_len: null derives them from the data
+    report: dict[str, Any] = field(default_factory=dict)  # how the report shows results (report/task_facts.py)
     # Input window and horizon. null means "derived from the data" (M4: pred_len = the pattern's
     # horizon H, seq_len = 2H) for the lengths the task lists in ``derived``; it fills them in.
     seq_len: Optional[int] = 96  # official long-term entry default; the official scripts use 336

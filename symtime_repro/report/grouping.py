@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..config import NOT_RESULT_KEYS
+from ..tasks.facts import FACT_KEYS
 from . import task_facts
 from .references import Reference, find_reference, setting_fields
 from .runs import Run, first_given, metric_value
@@ -19,6 +20,13 @@ from .runs import Run, first_given, metric_value
 # Config keys a row does not tell apart: those that never change results, and the seed (a row is
 # the mean over seeds).
 IGNORED_CONFIG_KEYS = NOT_RESULT_KEYS | {"seed"}
+FACT_PATHS = [["task", fact] for fact in FACT_KEYS]
+
+
+def _result_key(key: str) -> bool:
+    """A config key that tells runs apart. A task's declared facts (task.head, task.report.…) follow
+    from its name: a run recorded before they existed is still a seed of the same experiment."""
+    return key not in IGNORED_CONFIG_KEYS and key.split(".")[:2] not in FACT_PATHS
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
@@ -30,7 +38,7 @@ def run_fingerprint(run: Run) -> dict[str, Any]:
     """What must agree for runs to be seeds of one experiment: the composed config minus the seed
     and keys that don't change results; runs without .hydra/ fall back to metrics.json fields."""
     if run.config:
-        return {k: v for k, v in run.config.items() if k not in IGNORED_CONFIG_KEYS}
+        return {k: v for k, v in run.config.items() if _result_key(k)}
     keys = ("model", "mode", "pretrained", "ckpt", "device", "seq_len", "pred_len")
     return {k: run.metrics.get(k) for k in keys}
 

@@ -101,7 +101,7 @@ def _label_few_points(ax, points: Sequence[tuple[float, float]], epochs: int) ->
 
 
 def plot_samples(Figure, run: Run, path: Path, windows: int = 3) -> bool:
-    """Truth vs prediction on the first test windows, last channel; for imputation the hidden
+    """Truth vs prediction on the first test windows, last channel; for a masked reconstruction the hidden
     points (the only ones scored) are marked."""
     with np.load(run.path / "test_samples.npz", allow_pickle=False) as data:
         arrays = {key: data[key] for key in data.files}
@@ -113,9 +113,9 @@ def plot_samples(Figure, run: Run, path: Path, windows: int = 3) -> bool:
     channel = str(columns[-1]) if columns is not None and len(columns) else f"channel {truth.shape[-1] - 1}"
     figure = Figure(figsize=(9, 2.4 * count), layout="constrained")
     axes = np.atleast_1d(figure.subplots(count, 1, squeeze=False)[:, 0])
-    imputation = task_facts.plot_kind(run.task) == task_facts.IMPUTATION_WINDOWS
+    masked = task_facts.plot_kind(run.task) == task_facts.MASKED_WINDOWS
     for i, ax in enumerate(axes):
-        if imputation:
+        if masked:
             steps = np.arange(truth.shape[1])
             ax.plot(steps, truth[i, :, -1], color="black", lw=1, label="truth")
             ax.plot(steps, pred[i, :, -1], color="tab:orange", lw=1, label="prediction")
@@ -132,7 +132,7 @@ def plot_samples(Figure, run: Run, path: Path, windows: int = 3) -> bool:
             ax.plot(horizon, pred[i, :, -1], color="tab:orange", lw=1, label="forecast")
             ax.axvline(0, color="gray", ls=":", lw=0.8)
         ax.set_title(f"test window {i}, {channel}", fontsize=9)
-        ax.set_xlabel("time step" + ("" if imputation else " (0 = first forecast step)"), fontsize=8)
+        ax.set_xlabel("time step" + ("" if masked else " (0 = first forecast step)"), fontsize=8)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="upper left")
     figure.suptitle(f"{run.task} {run.dataset} {run.setting} (seed {run.seed})", fontsize=10)

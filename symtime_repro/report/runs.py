@@ -198,8 +198,7 @@ def read_run(run_dir: Path, root: Path) -> Run:
         metrics = {}
         status, reason = unfinished_status(run_dir)
     task = str(first_given(metrics.get("task"), config.get("task.name")) or "")
-    if isinstance(metrics.get("test_metrics"), list):
-        task_facts.note_recorded_metrics(task, metrics["test_metrics"])
+    task_facts.note_record(task, config, metrics.get("test_metrics"))
     name = run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name
     return Run(path=run_dir, name=name, status=status, reason=reason, task=task,
                dataset=str(first_given(metrics.get("dataset"), config.get("dataset.name")) or ""),

@@ -1,39 +1,47 @@
-"""Everything the report knows about particular tasks, in one place, behind a few functions.
+"""Everything the report knows about particular tasks, behind a few functions.
 
-The rest of the report never compares a task name with a literal: it asks this module. Each task
-the report knows is one :class:`TaskFacts` record in ``_KNOWN``; a task missing there (a new one)
-gets neutral answers, and its metric names are learnt from its runs' metrics.json.
+The rest of the report never compares a task name with a literal: it asks this module, which
+reads each task's own declaration (symtime_repro/tasks/facts.py): ``task.metrics`` and the
+``task.report`` block of ``conf/task/<name>.yaml``, e.g.
 
-The interface (``task`` is the name runs record, e.g. ``"long_term"``):
+    report:
+      order: 1               # where the task's section sorts
+      percent: false         # fractions shown ×100, the unit the references publish
+      decimals: 4            # digits, as the references print them
+      shows_seq_len: true    # a seq_len column (the references name the seq_len they used)
+      setting: {name: pred_len, key: task.pred_len}   # what tells a task's rows apart besides the dataset
+      plot: forecast         # the test-window plot: forecast | masked | none
+      sweep_summary: {...}   # a file the task's sweep writes at its top (M4's scores.json)
+
+A task the package does not ship is read from its runs' records (config.yaml, metrics.json's
+``test_metrics``); without a ``report`` block it gets neutral answers.
+
+The interface (``task`` is the name runs record):
 
 - ``metrics(task)`` → the test metrics a table shows, in order (``("mse", "mae")``);
-- ``all_metrics()`` → every metric name of every task, known or learnt (results.csv's columns);
-- ``note_recorded_metrics(task, names)`` → remember the metric names a run of an unknown task
-  recorded (metrics.json's ``test_metrics``); ignored for a task listed here;
-- ``rank(task)`` → where a task's table sorts: known tasks in ``_KNOWN``'s order, others after;
-- ``in_percent(task)`` → whether metrics are shown ×100, the unit the references publish;
-- ``decimals(task)`` → digits the task's metrics are printed with, as the references print them;
-- ``shows_seq_len(task)`` → whether the task's table has a seq_len column;
+- ``all_metrics()`` → every metric name of every task, shipped or learnt (results.csv's columns);
+- ``note_record(task, run_config, test_metrics)`` → learn an unshipped task's facts from a run;
+- ``rank(task)`` → where a task's table sorts;
+- ``in_percent(task)``, ``decimals(task)``, ``shows_seq_len(task)``;
 - ``setting(task, run_metrics, run_config)`` → the text that tells apart a task's rows besides the
   dataset (``"pred_len=96"``, ``"mask_ratio=0.25"``, ``"Hourly"``), from metrics.json or the config;
 - ``named_setting_rank(setting)`` → where a setting that is a word (an M4 pattern) sorts, or None;
-- ``plot_kind(task)`` → which test-window plot a run gets: ``FORECAST_WINDOWS``,
-  ``IMPUTATION_WINDOWS`` or None;
-- ``sweep_summary(task)`` → the file a task's sweep writes at its top, scoring all runs together
-  (the M4 scorer's scores.json), as a :class:`SweepSummary`, or None.
+- ``plot_kind(task)`` → ``FORECAST_WINDOWS``, ``MASKED_WINDOWS`` or None;
+- ``sweep_summary(task)`` → a :class:`SweepSummary`, or None.
 
-Every answer comes from a task's :class:`TaskFacts`, so the records can later be read from facts
-each task declares in its own YAML without touching the callers. This module imports nothing of
-the project (and no torch): the report runs where only results were copied.
+No torch here: the report runs where only results were copied.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Mapping
 
+from ..tasks import facts as task_facts
+
 FORECAST_WINDOWS = "forecast"  # input history, then truth and forecast over the horizon
-IMPUTATION_WINDOWS = "imputation"  # truth and reconstruction over the window, hidden points marked
+MASKED_WINDOWS = "masked"  # truth and reconstruction over the window, hidden points marked
 
 
 @dataclass(frozen=True)
@@ -73,60 +81,85 @@ class TaskFacts:
     setting: Setting | None = None
     plot_kind: str | None = None
     sweep_summary: SweepSummary | None = None
+    order: int = 0  # where the task's section sorts in the report
 
 
-M4_SUMMARY = SweepSummary(
-    file="scores.json",  # written by scripts/short_term_forecast.sh: all patterns scored together
-    title="M4 summary",
-    note=("Scored together by `python -m symtime_repro.metrics.m4 score` (the official M4 summary: \"Others\" = "
-          "Weekly + Daily + Hourly and \"Average\" = all six patterns, weighted by series count), so "
-          "these compare like for like with the references beside them."),
-    dataset="M4",
-    rows={"Others": ("M4", "Others"), "Average": ("M4 (average)", "avg")},
-)
+def _setting(declared: Mapping[str, Any] | None) -> Setting | None:
+    if not declared:
+        return None
+    return Setting(str(declared["name"]), str(declared["key"]), bool(declared.get("labelled", True)),
+                   bool(declared.get("number", False)), tuple(str(w).lower() for w in declared.get("order", ())))
 
-# The order of this table is the order of the report's sections.
-_KNOWN: dict[str, TaskFacts] = {
-    "long_term": TaskFacts(("mse", "mae"), shows_seq_len=True,  # the references name the seq_len they used
-                           setting=Setting("pred_len", "task.pred_len"), plot_kind=FORECAST_WINDOWS),
-    "short_term": TaskFacts(("smape", "mase", "owa"), decimals=3,  # M4 scores are published with 3 digits
-                            setting=Setting("seasonal_pattern", "dataset.seasonal_pattern", labelled=False,
-                                            word_order=("yearly", "quarterly", "monthly", "weekly", "daily",
-                                                        "hourly", "others")),
-                            sweep_summary=M4_SUMMARY),
-    "imputation": TaskFacts(("mse", "mae"), setting=Setting("mask_ratio", "task.mask_ratio", number=True),
-                            plot_kind=IMPUTATION_WINDOWS),
-    "classification": TaskFacts(("accuracy",), percent=True, decimals=2),
-    "anomaly": TaskFacts(("precision", "recall", "f1", "accuracy"), percent=True, decimals=2),
-}
+
+def _sweep_summary(declared: Mapping[str, Any] | None) -> SweepSummary | None:
+    if not declared:
+        return None
+    rows = {str(row): (str(key[0]), str(key[1])) for row, key in (declared.get("rows") or {}).items()}
+    return SweepSummary(str(declared["file"]), str(declared["title"]), " ".join(str(declared["note"]).split()),
+                        str(declared["dataset"]), rows)
+
+
+def _parse(facts: Mapping[str, Any]) -> TaskFacts:
+    """A task's facts (tasks/facts.py: ``task.metrics`` and the ``task.report`` block) as a record."""
+    shown = facts.get("report") or {}
+    return TaskFacts(tuple(str(m) for m in facts.get("metrics") or ()), bool(shown.get("percent", False)),
+                     int(shown.get("decimals", 4)), bool(shown.get("shows_seq_len", False)),
+                     _setting(shown.get("setting")), shown.get("plot"), _sweep_summary(shown.get("sweep_summary")),
+                     int(shown.get("order", len(task_facts.shipped_tasks()) + 1)))
+
+
 _UNKNOWN = TaskFacts(())
-# Metric names runs of tasks missing from _KNOWN recorded in metrics.json ("test_metrics"), learnt
-# while reading them: a new task is reported without a change here.
-_RECORDED_METRICS: dict[str, tuple[str, ...]] = {}
+# Facts read from run records (their config.yaml's task section, metrics.json's test_metrics),
+# learnt while reading them: a task the package does not ship is reported from its runs alone.
+_RECORDED: dict[str, Mapping[str, Any]] = {}
+
+
+def note_record(task: str, run_config: Mapping[str, Any], test_metrics: Any) -> None:
+    """Remember what a run recorded about its task: the facts in its (flattened) config, else the
+    metric names of its metrics.json. Facts of a shipped task's YAML fill in what a record lacks."""
+    recorded = {key[len("task."):]: value for key, value in run_config.items() if key.startswith("task.")}
+    section = _unflatten(recorded)
+    if section.get("metrics") is None and isinstance(test_metrics, list):
+        section["metrics"] = list(test_metrics)
+    section["name"] = task
+    if task not in _RECORDED or not task_facts.shipped(task):
+        _RECORDED[task] = task_facts.of_record(section)
+
+
+def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+@lru_cache(maxsize=None)
+def _shipped(task: str) -> TaskFacts:
+    facts = task_facts.shipped(task)
+    return _parse(facts) if facts else _UNKNOWN
 
 
 def _facts(task: str) -> TaskFacts:
-    return _KNOWN.get(task, _UNKNOWN)
+    if task_facts.shipped(task):  # the package's own task: its YAML, as for every run of it
+        return _shipped(task)
+    return _parse(_RECORDED[task]) if task in _RECORDED else _UNKNOWN
 
 
 def metrics(task: str) -> tuple[str, ...]:
-    return _facts(task).metrics or _RECORDED_METRICS.get(task, ())
-
-
-def note_recorded_metrics(task: str, names: list[Any]) -> None:
-    if task not in _KNOWN:
-        _RECORDED_METRICS[task] = tuple(str(name) for name in names)
+    return _facts(task).metrics
 
 
 def all_metrics() -> tuple[str, ...]:
-    known = (m for facts in _KNOWN.values() for m in facts.metrics)
-    learnt = (m for names in _RECORDED_METRICS.values() for m in names)
-    return tuple(dict.fromkeys([*known, *learnt]))
+    tasks = [*sorted(task_facts.shipped_tasks(), key=rank), *_RECORDED]
+    return tuple(dict.fromkeys(m for task in tasks for m in metrics(task)))
 
 
 def rank(task: str) -> int:
-    order = list(_KNOWN)
-    return order.index(task) if task in order else len(order)
+    return _facts(task).order
 
 
 def in_percent(task: str) -> bool:
@@ -160,7 +193,8 @@ def setting(task: str, run_metrics: Mapping[str, Any], run_config: Mapping[str, 
 
 
 def named_setting_rank(setting: str) -> int | None:
-    words = [word for facts in _KNOWN.values() if facts.setting for word in facts.setting.word_order]
+    shipped = sorted(task_facts.shipped_tasks(), key=rank)
+    words = [w for task in shipped if _facts(task).setting for w in _facts(task).setting.word_order]
     return words.index(setting.lower()) if setting.lower() in words else None
 
 

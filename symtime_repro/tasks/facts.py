@@ -7,7 +7,9 @@
 * ``metrics``: the test metrics the task reports, headline first (metrics.json, the run's table,
   the report's columns);
 * ``derived``: which of ``seq_len`` / ``pred_len`` the task derives from the data, so ``null``
-  is allowed for them (M4 horizons, UEA case lengths).
+  is allowed for them (M4 horizons, UEA case lengths);
+* ``report``: how the report shows the task's results (units, digits, what tells its rows apart,
+  its plot; symtime_repro/report/task_facts.py reads it). Optional: without it, plain numbers.
 
 Every run records them in its config (``config.yaml``, the checkpoint). A record written before
 they existed is read with the facts of the task's YAML shipped in the package (:func:`of_record`),
@@ -19,7 +21,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Mapping
 
-FACT_KEYS = ("head", "metrics", "derived")
+FACT_KEYS = ("head", "metrics", "derived", "report")
 HEADS = ("forecast", "reconstruct", "classify")  # the network's heads (models/symtime.py builds them)
 
 
@@ -34,6 +36,15 @@ def _shipped(name: str) -> tuple[tuple[str, Any], ...]:
     except (OSError, ValueError, AttributeError):  # not a shipped task (your own YAML), or unreadable
         return ()
     return tuple((key, declared[key]) for key in FACT_KEYS if key in declared)
+
+
+@lru_cache(maxsize=None)
+def shipped_tasks() -> tuple[str, ...]:
+    """The tasks whose YAML the package ships (conf/task/)."""
+    from importlib.resources import files
+
+    folder = files("symtime_repro.conf") / "task"
+    return tuple(sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")))
 
 
 def shipped(name: str) -> dict[str, Any]:
