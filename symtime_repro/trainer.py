@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import io
 import logging
 import math
-import os
 import random
-import shutil
-import sys
 import time
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -34,34 +29,24 @@ from .config import NOT_RESULT_KEYS
 from .data.windows import eval_sample_count, make_loader, spread_indices
 from .device import Device
 from .distributed import Dist, broadcast
-from .errors import Preempted, RunFailed, UserError
+from .errors import Preempted, UserError
 from .files import atomic_write_bytes, write_csv
 from .models import save_checkpoint
 from .preemption import StopRequest
 from .tasks import Splits, Task
+from .training.batches import limit_batches, to_device
+from .training.compile import compile_model, compile_unavailable  # noqa: F401 - run.py and bench.py import them here
+from .training.nonfinite import loss_and_grads_finite, stop_if_nonfinite
+from .training.parallel import data_parallel
+from .training.progress import Progress
+from .training.schedule import follow_schedule, scheduled_lr  # noqa: F401 - tests import it here
 
 log = logging.getLogger(__name__)
 
-TYPE2_SCHEDULE = {2: 5e-5, 4: 1e-5, 6: 5e-6, 8: 1e-6, 10: 5e-7, 15: 1e-7, 20: 5e-8}
 # The state of the last finished epoch, written after every epoch so that `resume=true` continues an
 # interrupted run exactly (weights, optimiser, schedule, early-stopping counters, every RNG).
 RESUME_FILE = "last.pt"
 RESUME_FORMAT = "symtime-repro-resume-v1"
-
-
-def scheduled_lr(lradj: str, base_lr: float, epoch: int, total_epochs: int) -> Optional[float]:
-    """Learning rate to use after finishing ``epoch`` (1-based), or None to keep the current one.
-
-    The official ``adjust_learning_rate``: type1 halves every epoch, type2 follows a fixed table
-    (independent of the base rate), cosine anneals over ``total_epochs``.
-    """
-    if lradj == "type1":
-        return base_lr * 0.5 ** (epoch - 1)
-    if lradj == "type2":
-        return TYPE2_SCHEDULE.get(epoch)
-    if lradj == "cosine":
-        return base_lr / 2 * (1 + math.cos(epoch / total_epochs * math.pi))
-    return None  # constant
 
 
 @dataclass
@@ -80,30 +65,6 @@ class FitResult:
     @property
     def samples_per_second(self) -> Optional[float]:
         return self.train_samples / self.train_seconds if self.train_seconds > 0 else None
-
-
-def compile_unavailable(device: Device) -> Optional[str]:
-    """Why torch.compile can't run on this platform, or None if it can."""
-    if device.kind == "cpu":
-        if not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
-            return "no C++ compiler (g++, c++ or clang++) is on PATH; inductor's CPU backend needs one"
-    elif device.kind == "cuda":
-        if importlib.util.find_spec("triton") is None:
-            return "Triton is not installed (it comes with the CUDA builds of torch)"
-    else:
-        return f"torch.compile is not wired for device={device.kind}"
-    return None
-
-
-def compile_model(model: nn.Module, device: Device) -> bool:
-    """torch.compile ``model`` in place (its state_dict keys stay as they are); False if skipped."""
-    reason = compile_unavailable(device)
-    if reason:
-        log.warning("trainer.compile=true skipped: %s", reason)
-        return False
-    model.compile()
-    log.info("trainer.compile=true: the model is compiled on its first steps (this takes a while)")
-    return True
 
 
 # Keys a resumed run may change: those that never alter results, the evaluation cap, and the
@@ -159,18 +120,6 @@ class Trainer:
         return make_loader(dataset, batch_size, shuffle=train, seed=self.seed, num_workers=self.cfg.num_workers,
                            pin_memory=self.device.pin_memory, rank=rank, world=world)
 
-    def _limit(self, loader: DataLoader, limit: Optional[int], what: str) -> tuple[int, Iterable]:
-        total = len(loader)
-        if limit is not None and limit < total:
-            log.info("trainer.limit_%s_batches=%d: using %d of %d %s batches", what, limit, limit, total, what)
-            return limit, islice(loader, limit)
-        return total, loader
-
-    def _to_device(self, batches: Iterable[dict]) -> Iterator[dict]:
-        non_blocking = self.device.pin_memory
-        for batch in batches:
-            yield {k: v.to(self.device.torch_device, non_blocking=non_blocking) for k, v in batch.items()}
-
     @property
     def eval_batch_size(self) -> int:
         return self.cfg.eval_batch_size or self.cfg.batch_size
@@ -190,7 +139,7 @@ class Trainer:
 
     def eval_batches(self, dataset) -> Iterator[dict]:
         """All of ``dataset``'s batches, in order, on the device (callers pass :meth:`eval_subset`)."""
-        return self._to_device(self.loader(dataset, train=False))
+        return to_device(self.loader(dataset, train=False), self.device)
 
     def evaluate(self, task: Task, model: nn.Module, dataset) -> dict[str, float]:
         model.eval()
@@ -299,12 +248,7 @@ class Trainer:
             scaler.update()
             return loss
         scaled.backward()
-        # Whether loss and gradients are finite, as a device tensor: reading it would wait for an
-        # accelerator, so fit() reads it only where it reads the loss anyway (or every step with skip).
-        grads = [p.grad for p in params if p.grad is not None]
-        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads \
-            else torch.zeros((), device=loss.device)
-        self.finite = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
+        self.finite = loss_and_grads_finite(loss, params)
         if self.cfg.on_nonfinite == "skip" and not bool(self.finite):
             optimizer.zero_grad(set_to_none=True)
             return loss
@@ -312,38 +256,6 @@ class Trainer:
             nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
         return loss
-
-    def _stop_if_nonfinite(self, first_bad: torch.Tensor, epoch: int) -> None:
-        """Raise RunFailed if a step of this epoch (on any process) had a NaN/inf loss or gradient."""
-        bad = (first_bad >= 0).to(torch.long)
-        if self.dist.enabled:
-            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
-        if not bool(bad):
-            return
-        where = f"epoch {epoch}, step {int(first_bad) + 1}" if int(first_bad) >= 0 else \
-            f"epoch {epoch} (in another process)"
-        kept = (f"The best checkpoint so far is kept: {self.run_dir / 'checkpoint.pt'}."
-                if (self.run_dir / "checkpoint.pt").is_file() else "No epoch had finished, so there is no checkpoint.")
-        raise RunFailed(f"the training loss or a gradient became NaN/inf at {where}; the weights of that step "
-                        f"are unusable, so the run stopped. {kept} "
-                        f"Lower trainer.lr, check the data for NaN/inf (python -m symtime_repro.data verify), "
-                        f"or set trainer.on_nonfinite=skip to skip such batches", epoch=epoch,
-                        step=int(first_bad) + 1 if int(first_bad) >= 0 else None)
-
-    def _parallel(self, model: nn.Module) -> nn.Module:
-        """The model the optimiser steps through: DDP-wrapped under torchrun, else the model itself."""
-        if not self.dist.enabled:
-            return model
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = None
-        if self.device.kind in ("cuda", "npu"):
-            ids = [self.device.torch_device.index]
-            # Global-batch statistics, as one process would compute them (in place: the model keeps
-            # its state-dict keys). PyTorch has no SyncBatchNorm on CPU; there each process
-            # normalises its own share.
-            nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        return DistributedDataParallel(model, device_ids=ids)
 
     def fit(self, task: Task, model: nn.Module, splits: Splits, resume_state: Optional[dict] = None) -> FitResult:
         cfg = self.cfg
@@ -365,7 +277,7 @@ class Trainer:
         # The run's signal handling (run.py), or this fit's own when the trainer is used alone.
         stop = self.stop or StopRequest(self.run_dir, dist, self.device.torch_device)
         stop.dist, stop.device, stop.phase = dist, self.device.torch_device, "training"
-        train_model = self._parallel(model)  # after restoring: DDP starts from process 0's weights
+        train_model = data_parallel(model, self.device, dist)  # after restoring: DDP starts from process 0's weights
         log.info("training: %d windows (%d batches of %d%s), %d validation windows, up to %d epochs",
                  len(splits.train), len(train_loader), cfg.batch_size,
                  f" over {dist.world} processes" if dist.enabled else "", len(splits.val), cfg.epochs)
@@ -395,15 +307,15 @@ class Trainer:
             train_loader.sampler.set_epoch(epoch, start=done)
             global_sizes = train_loader.sampler.global_sizes()
             limit = None if cfg.limit_train_batches is None else max(0, cfg.limit_train_batches - done)
-            n_batches, batches = self._limit(train_loader, limit, "train")
-            progress = _Progress(n_batches, f"epoch {epoch}/{cfg.epochs}", enabled=cfg.progress and dist.is_main)
+            n_batches, batches = limit_batches(train_loader, limit, "train")
+            progress = Progress(n_batches, f"epoch {epoch}/{cfg.epochs}", enabled=cfg.progress and dist.is_main)
             # The loss stays on the device: reading it (.item()) waits for the accelerator, so it is
             # read only when the progress display needs it and once at the end of the epoch.
             totals = torch.tensor(resumed["totals"] if resumed else [0.0, 0.0], dtype=torch.float64,
                                   device=self.device.torch_device)  # loss sum, samples
             first_bad = torch.full((), -1, dtype=torch.long, device=self.device.torch_device)  # step, or -1
             check_every = max(1, n_batches // 5)
-            for step, batch in enumerate(self._to_device(batches)):
+            for step, batch in enumerate(to_device(batches, self.device)):
                 size = next(iter(batch.values())).shape[0]
                 weight = size * dist.world / global_sizes[step] if dist.enabled else 1.0
                 loss = self.train_step(task, train_model, batch, optimizer, scaler, params, weight)
@@ -417,16 +329,16 @@ class Trainer:
                 totals[1] += size
                 progress.update(loss)
                 if (step + 1) % check_every == 0:
-                    self._stop_if_nonfinite(first_bad, epoch)
+                    stop_if_nonfinite(first_bad, epoch, self.run_dir, dist)
                 if stop.requested():  # SIGTERM / SIGINT: save where we are, at this step boundary
                     progress.close()
-                    self._stop_if_nonfinite(first_bad, epoch)
+                    stop_if_nonfinite(first_bad, epoch, self.run_dir, dist)
                     state = {"epoch": epoch, "steps": done + step + 1, "totals": totals.tolist(),
                              "seconds": time.perf_counter() - started}
                     self._save_resume_state(model, optimizer, scaler, result, bad_epochs, state)
                     raise Preempted(stop.signum, self.run_dir, epoch, done + step + 1)
             progress.close()
-            self._stop_if_nonfinite(first_bad, epoch)
+            stop_if_nonfinite(first_bad, epoch, self.run_dir, dist)
             if dist.enabled:
                 torch.distributed.all_reduce(totals)
             loss_sum, seen = totals.tolist()
@@ -465,10 +377,7 @@ class Trainer:
                     log.info("early stopping: no validation improvement for %d epochs", bad_epochs)
                     result.stopped_early = True
             if not result.stopped_early:
-                new_lr = scheduled_lr(cfg.lradj, cfg.lr, epoch, cfg.epochs)
-                if new_lr is not None:
-                    for group in optimizer.param_groups:
-                        group["lr"] = new_lr
+                follow_schedule(optimizer, cfg, epoch)
             self._save_resume_state(model, optimizer, scaler, result, bad_epochs)
             if stop.requested():  # the signal came during validation: the epoch is saved whole
                 raise Preempted(stop.signum, self.run_dir, epoch)
@@ -483,34 +392,3 @@ class Trainer:
         else:
             model.load_state_dict(best_state)
             log.info("restored the best weights (epoch %d, val %s %.6f)", result.best_epoch, monitor, result.best_value)
-
-
-class _Progress:
-    """A tqdm bar (loss, rate, ETA) on a terminal; a few log lines with ETA otherwise."""
-
-    def __init__(self, total: int, desc: str, enabled: bool) -> None:
-        self.total, self.desc, self.count = total, desc, 0
-        self.started = time.perf_counter()
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
-        self.every = max(1, total // 5)
-
-    def update(self, loss: torch.Tensor) -> None:
-        """Count a step; read the loss (a device sync) only when it is shown."""
-        self.count += 1
-        if self.bar is not None:
-            self.bar.update(1)
-            if self.count % max(1, self.total // 50) == 0:
-                self.bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        elif self.count % self.every == 0 and self.count < self.total:
-            elapsed = time.perf_counter() - self.started
-            eta = elapsed / self.count * (self.total - self.count)
-            log.info("%s: step %d/%d, loss %.6f, %.2f s/step, ETA %.0fs", self.desc, self.count, self.total,
-                     loss.item(), elapsed / self.count, eta)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
