@@ -32,7 +32,7 @@ from .from_checkpoint import (Adopted, adopt_checkpoint_config, log_adopted, req
 from .models import encoder_state_size, load_model_weights, load_pretrained_encoder, read_checkpoint
 from .preemption import StopRequest, requeued
 from .tasks import Splits, Task, make_task
-from .trainer import RESUME_FILE, FitResult, Trainer, compile_model, load_resume_state
+from .training import RESUME_FILE, FitResult, Trainer, compile_model, load_resume_state
 
 log = logging.getLogger(__name__)
 
