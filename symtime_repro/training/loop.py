@@ -165,8 +165,8 @@ class Trainer:
                        stop=stop, stopper=stopper, result=FitResult(monitor=monitor, best_value=stopper.best))
         if resume_state is not None:
             restore(resume_state, run, self.run_dir, dist, self.device)
-            where = f", inside epoch {run.in_epoch['epoch']} after step {run.in_epoch['steps']}" if run.in_epoch \
-                else ""
+            in_epoch = run.in_epoch
+            where = f", inside epoch {in_epoch['epoch']} after step {in_epoch['steps']}" if in_epoch else ""
             log.info("resumed after epoch %d%s (best so far: epoch %d, val %s %.6f)", run.result.epochs_run, where,
                      run.result.best_epoch, monitor, run.result.best_value)
         # Only now does a signal wait for a step boundary: until here (restoring too) it stops the run at once.
