@@ -142,7 +142,7 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from dataclasses import asdict
 
     from .run import prepare
-    from .trainer import Trainer, compile_model
+    from .training import Trainer, compile_model
 
     rc, device, task, splits, model, dist = prepare(cfg)
     if dist.enabled:

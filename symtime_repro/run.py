@@ -33,7 +33,7 @@ from .models import encoder_state_size, load_model_weights, load_pretrained_enco
 from .preemption import StopRequest, requeued
 from .tasks import make_task
 from .tasks.base import Splits, Task
-from .trainer import RESUME_FILE, FitResult, Trainer, compile_model, load_resume_state
+from .training import RESUME_FILE, FitResult, Trainer, compile_model, load_resume_state
 
 log = logging.getLogger(__name__)
 

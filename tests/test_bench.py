@@ -14,7 +14,7 @@ from conftest import REPO, TINY, read_metrics, run_cli, tiny_model_cfg
 from symtime_repro import allocator
 from symtime_repro.device import Device
 from symtime_repro.models import build_model
-from symtime_repro.trainer import compile_model, compile_unavailable
+from symtime_repro.training import compile_model, compile_unavailable
 
 BENCH_FIELDS = ("train_samples_per_second", "eval_samples_per_second", "flops_per_sample", "matmul_peak_flops",
                 "mfu", "peak_memory_mb", "data_loading_share")

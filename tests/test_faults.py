@@ -15,7 +15,7 @@ from conftest import DATA_ROOT, REPO, TINY, assert_user_error, run_cli
 from symtime_repro.config import register_configs
 from symtime_repro.errors import RunFailed
 from symtime_repro.run import prepare
-from symtime_repro.trainer import Trainer
+from symtime_repro.training import Trainer
 
 
 def test_an_exploding_learning_rate_fails_the_run_clearly(tmp_path):

@@ -15,7 +15,7 @@ from symtime_repro.config import TrainerConfig
 from symtime_repro.datasets.windows import SlidingWindows
 from symtime_repro.models import read_checkpoint
 from symtime_repro.tasks.base import BaseTask, Splits
-from symtime_repro.trainer import Trainer, scheduled_lr
+from symtime_repro.training import Trainer, scheduled_lr
 
 
 def test_official_schedules():
