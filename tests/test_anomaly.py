@@ -8,8 +8,8 @@ import pytest
 
 from conftest import assert_user_error, DATA_ROOT, read_metrics, run_cli
 
-DETECT = ["task=anomaly", "dataset=MSL", "model.n_layers=2", "model.forward_layers=1", "model.d_model=32",
-          "model.n_heads=4", "model.d_ff=64", "model.stride=8", "trainer.epochs=2", "trainer.batch_size=64",
+DETECT = ["task=anomaly", "dataset=MSL", "model=symtime_tiny", "model.forward_layers=1", "model.stride=8",
+          "trainer.epochs=2", "trainer.batch_size=64",
           "trainer.limit_train_batches=8", "trainer.progress=false", f"data.root={DATA_ROOT}"]
 
 

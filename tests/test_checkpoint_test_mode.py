@@ -9,8 +9,8 @@ import pytest
 
 from conftest import assert_user_error, DATA_ROOT, read_metrics, run_cli, TINY
 
-SMALL = ["model.n_layers=2", "model.forward_layers=1", "model.d_model=32", "model.n_heads=4", "model.d_ff=64",
-         "trainer.epochs=1", "trainer.limit_train_batches=3", "trainer.progress=false"]
+SMALL = ["model=symtime_tiny", "model.forward_layers=1", "trainer.epochs=1", "trainer.limit_train_batches=3",
+         "trainer.progress=false"]
 
 
 def evaluate_from(cwd, ckpt, *overrides, root=DATA_ROOT):

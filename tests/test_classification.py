@@ -9,8 +9,8 @@ import pytest
 
 from conftest import assert_user_error, DATA_ROOT, read_metrics, run_cli
 
-CLASSIFY = ["task=classification", "dataset=JapaneseVowels", "model.n_layers=2", "model.forward_layers=2",
-            "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.out_channels=8", "trainer.epochs=3",
+CLASSIFY = ["task=classification", "dataset=JapaneseVowels", "model=symtime_tiny", "model.forward_layers=2",
+            "model.out_channels=8", "trainer.epochs=3",
             "trainer.lr=0.001", "trainer.progress=false", f"data.root={DATA_ROOT}"]
 
 

@@ -23,14 +23,15 @@ import pytest
 from hypothesis import assume, HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conftest import DATA_ROOT, REPO, run_cli_in_process
+from conftest import DATA_ROOT, REPO, run_cli_in_process, TINY_MODEL
 from symtime_repro.config import RunConfig
 
 # Small and capped so one example is a fraction of a second; the fuzzed override comes after
-# these on the command line, so it wins over them.
+# these on the command line, so it wins over them. The tiny model's sizes go in as keys, not as
+# model=symtime_tiny: a fuzzed model=<preset> would replace that choice with a 6-layer encoder.
 BASE = [
-    "model.n_layers=2", "model.forward_layers=1", "model.d_model=16", "model.n_heads=2", "model.d_ff=32",
-    "model.out_channels=4", "task.seq_len=48", "task.pred_len=12", "trainer.batch_size=8",
+    *(f"model.{key}={TINY_MODEL[key]}" for key in ("n_layers", "d_model", "n_heads", "d_ff")),
+    "model.forward_layers=1", "model.out_channels=4", "task.seq_len=48", "task.pred_len=12", "trainer.batch_size=8",
     "trainer.eval_batch_size=16", "trainer.epochs=1", "trainer.limit_train_batches=2",
     "trainer.limit_eval_batches=1", "trainer.progress=false", f"data.root={DATA_ROOT}",
 ]

@@ -60,10 +60,9 @@ def test_a_full_test_says_so_too(trained_run):
 
 def test_a_capped_classification_test_sees_more_than_one_speaker(tmp_path):
     """JapaneseVowels' TEST file lists its cases speaker by speaker: the first batches are one class."""
-    args = ["task=classification", "dataset=JapaneseVowels", "model.n_layers=2", "model.forward_layers=1",
-            "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.out_channels=8", "trainer.epochs=1",
-            "trainer.batch_size=12", "trainer.limit_train_batches=2", "trainer.limit_eval_batches=2",
-            "trainer.progress=false", f"data.root={DATA_ROOT}"]
+    args = ["task=classification", "dataset=JapaneseVowels", "model=symtime_tiny", "model.forward_layers=1",
+            "model.out_channels=8", "trainer.epochs=1", "trainer.batch_size=12", "trainer.limit_train_batches=2",
+            "trainer.limit_eval_batches=2", "trainer.progress=false", f"data.root={DATA_ROOT}"]
     result = run_cli(args, tmp_path / "run")
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = read_metrics(tmp_path / "run")
@@ -77,9 +76,9 @@ def test_a_capped_classification_test_sees_more_than_one_speaker(tmp_path):
 
 def test_a_capped_m4_test_scores_its_series_against_their_own_naive2_and_is_no_submission(tmp_path):
     run_dir = tmp_path / "run"
-    args = ["task=short_term", "dataset.seasonal_pattern=Hourly", "model.n_layers=2", "model.forward_layers=1",
-            "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "trainer.epochs=1", "trainer.batch_size=8",
-            "trainer.limit_eval_batches=1", "trainer.progress=false", f"data.root={DATA_ROOT}"]
+    args = ["task=short_term", "dataset.seasonal_pattern=Hourly", "model=symtime_tiny", "model.forward_layers=1",
+            "trainer.epochs=1", "trainer.batch_size=8", "trainer.limit_eval_batches=1", "trainer.progress=false",
+            f"data.root={DATA_ROOT}"]
     result = run_cli(args, run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = read_metrics(run_dir)

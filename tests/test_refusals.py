@@ -52,6 +52,7 @@ UNKNOWN_NAMES = {
     "task typo": (["task=longterm"], "task=longterm is not available; did you mean long_term? Choose one of: "
                   "anomaly, classification, imputation, long_term, short_term"),
     "model typo": (["model=symtime_base"], "model=symtime_base is not available; did you mean symtime"),
+    "model preset typo": (["model=symtime_tni"], "model=symtime_tni is not available; did you mean symtime_tiny?"),
     "device alias": (["device=gpu"], "device=gpu is not available: gpu is called cuda here; use device=cuda"),
     "trainer": (["trainer=fast"], "trainer=fast is not available; choose one of: default"),
     # Other names of the data sets, and another case.

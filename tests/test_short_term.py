@@ -14,8 +14,8 @@ from conftest import assert_user_error, DATA_ROOT, m4_scores, read_metrics, run_
 from symtime_repro.datasets import m4
 from symtime_repro.tasks.short_term import M4LastWindows, M4TrainWindows, left_padded, smape_loss
 
-SHORT = ["task=short_term", "dataset.seasonal_pattern=Hourly", "model.n_layers=2", "model.forward_layers=1",
-         "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "trainer.epochs=2", "trainer.batch_size=8",
+SHORT = ["task=short_term", "dataset.seasonal_pattern=Hourly", "model=symtime_tiny", "model.forward_layers=1",
+         "trainer.epochs=2", "trainer.batch_size=8",
          "trainer.progress=false", f"data.root={DATA_ROOT}"]
 
 
