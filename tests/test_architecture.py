@@ -60,7 +60,7 @@ RULES = {
     "training": ("symtime_repro.run", "symtime_repro.report", "symtime_repro.bench", *TASKS),
     "models": ("symtime_repro.datasets", "symtime_repro.tasks", "symtime_repro.training", "symtime_repro.run"),
     "datasets": ("symtime_repro.models", "symtime_repro.tasks", "symtime_repro.training", "symtime_repro.run"),
-    "metrics": ("symtime_repro.datasets", "symtime_repro.models", "symtime_repro.tasks", "symtime_repro.training"),
+    "metrics": ("symtime_repro.models", "symtime_repro.tasks", "symtime_repro.training", "symtime_repro.run"),
     "data": ("torch", "symtime_repro.models", "symtime_repro.tasks", "symtime_repro.training", "symtime_repro.run"),
     "report": ("torch", "symtime_repro.training", "symtime_repro.run", "symtime_repro.models",
                "symtime_repro.datasets", *TASKS),
