@@ -223,7 +223,7 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
         raise UserError(f"task.metrics names {', '.join(missing)}, which task {rc.task.name}'s test does not compute "
                         f"(it computes {', '.join(k for k in test if k != 'loss')}); fix task.metrics in its YAML")
     log.info("test: %s (%.1fs)", ", ".join(f"{k} {test[k]:.6f}" for k in task.test_metric_names()), test_seconds)
-    coverage = coverage_record(*trainer.eval_coverage(splits.test), getattr(task, "sample_unit", "samples"))
+    coverage = coverage_record(*trainer.eval_coverage(splits.test), task.sample_unit)
     if coverage["test_subset"]:
         log.warning("the test scored a subset: %s, drawn with seed %d (trainer.limit_eval_batches=%d); these metrics "
                     "are not those of the full test set and do not compare with published numbers",

@@ -28,6 +28,7 @@ class Splits:
 class Task(Protocol):
     name: str
     monitor: tuple[str, str]  # (metric name from evaluate(), "min" or "max") for early stopping
+    sample_unit: str  # what one test sample is, in words ("windows", "series", "cases")
 
     def datasets(self) -> Splits:
         """Load and check the data (fail here, before any work, on bad input)."""

@@ -179,7 +179,7 @@ class Trainer:
         if scored < total:
             log.info("trainer.limit_eval_batches=%d: validation scores %d of %d %s, drawn over the split with "
                      "seed %d (the same every epoch)", cfg.limit_eval_batches, scored, total,
-                     getattr(task, "sample_unit", "samples"), self.seed)
+                     task.sample_unit, self.seed)
         return run
 
     def _train_epoch(self, task: Task, run: FitState, epoch: int) -> tuple[float, float]:
