@@ -1,6 +1,6 @@
 """The one training loop shared by every task.
 
-It knows nothing about tasks beyond :class:`symtime_repro.tasks.Task`: it moves batches to the
+It knows nothing about tasks beyond :class:`symtime_repro.tasks.base.Task`: it moves batches to the
 device, runs the optimiser under the chosen precision, follows the official learning-rate schedule,
 stops early on the validation metric the task names, keeps the best weights in ``checkpoint.pt``,
 and evaluates the test split once, at the end, with those weights (the official loop also
