@@ -9,9 +9,11 @@ from __future__ import annotations
 
 if __name__ == "__main__":  # `python -m symtime_repro`, before anything heavy is imported:
     from symtime_repro.allocator import restart_with_mimalloc
+    from symtime_repro.frameworks import restart_in_framework_venv
     from symtime_repro.preemption import exit_on_signal_while_starting
 
     exit_on_signal_while_starting()  # a signal while Hydra and torch import is one line too
+    restart_in_framework_venv()  # framework=mindspore: the MindSpore venv's python runs this command
     restart_with_mimalloc()  # the re-exec (when mimalloc is installed) then costs only Python's own start
 
 import errno
@@ -30,6 +32,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from .allocator import restart_with_mimalloc
+from .frameworks import restart_in_framework_venv
 from .config import register_configs, unknown_key, unknown_option
 from .errors import EXIT_PREEMPTED, EXIT_RUN_FAILED, EXIT_USER_ERROR, Preempted, RunFailed, UserError
 from .preemption import StopRequest, requeue_slurm_job
@@ -328,6 +331,7 @@ def launch(hydra_app: Callable[[], None]) -> None:
     installed, and configuration errors as one line (exit 2) instead of Hydra's screen of text."""
     # HYDRA_FULL_ERROR=1 makes Hydra raise them to us instead of printing (a user's own setting wins).
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    restart_in_framework_venv()  # framework=mindspore typed in the usual venv: its own venv runs the command
     restart_with_mimalloc()  # returns unless mimalloc is installed and not yet preloaded
     _app.entered = False
     refusal = refused_override(sys.argv[1:])

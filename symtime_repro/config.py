@@ -158,6 +158,7 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    framework: str = choice("torch", "mindspore")  # which framework computes the network (symtime_repro/frameworks.py)
     mode: str = choice("train", "test")  # train: fine-tune then test the best weights; test: evaluate ckpt
     ckpt: Optional[str] = None
     seed: int = 2025

@@ -129,7 +129,9 @@ def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, t
     check_files(rc.dataset, rc.data.root)  # a missing file stops the run here, before any work
     seed_everything(rc.seed)
     dist = distributed.from_env()
-    device = devices.setup(rc.device, dist)
+    # framework=mindspore: torch only reads the data and the weights, on the CPU; MindSpore computes
+    # on the device asked for (symtime_repro/mindspore/adapter.py).
+    device = devices.setup(rc.device if rc.framework == "torch" else cpu_for_data(rc.device), dist)
     distributed.init(dist, device.kind)
 
     task = make_task(rc)
@@ -155,12 +157,24 @@ def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, t
         log.warning("model.pretrained is null: fine-tuning from a randomly initialised encoder; results will "
                     "not match the paper's. Pass model.pretrained=<finetuning.pth> (see README) to reproduce them.")
     model.to(device.torch_device)
+    if rc.framework == "mindspore":
+        from .mindspore.adapter import on_mindspore
+
+        model = on_mindspore(model, rc, splits)
     return rc, device, task, splits, model, dist
+
+
+def cpu_for_data(device_cfg):
+    """The torch side of a framework=mindspore run: the CPU, full precision (MindSpore has the device)."""
+    return dataclasses.replace(device_cfg, name="cpu", amp=False, index=0)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Execute one run and return the metrics written to ``metrics.json``."""
     wall_started = time.perf_counter()
+    if cfg.get("framework") == "mindspore" and cfg.mode != "test":
+        raise UserError("framework=mindspore evaluates a checkpoint (mode=test ckpt=…); training runs in torch "
+                        "(python -m symtime_repro.bench framework=mindspore times MindSpore's training step)")
     if requeued() and not cfg.get("resume"):
         log.info("SLURM_RESTART_COUNT=%s: a requeued job, so resume=true", os.environ["SLURM_RESTART_COUNT"])
         cfg.resume = True
@@ -238,8 +252,10 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
         "task": rc.task.name,
         "dataset": rc.dataset.name,
         "mode": rc.mode,
-        "device": device.kind,
-        "device_name": device.name,
+        "device": getattr(model, "device_kind", device.kind),  # framework=mindspore: where MindSpore computed
+        "device_name": getattr(model, "device_name", device.name),
+        "framework": rc.framework,
+        **getattr(model, "framework_settings", {}),  # e.g. MindSpore's version, mode and Ascend precision
         "epochs_run": fit.epochs_run,
         "best_epoch": fit.best_epoch,
         "best_val_loss": fit.best_val_loss if fit.epochs_run else None,
