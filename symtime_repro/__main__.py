@@ -396,28 +396,39 @@ def busy_run_dir(argv: list[str]) -> Optional[str]:
     return busy_message(Path(given[-1]), owner) if owner else None
 
 
-def main() -> None:
+def command() -> None:
+    """The command's work, without ending the process (tests run it in-process)."""
     refusal = mixed_npu_sweep(sys.argv[1:]) or busy_run_dir(sys.argv[1:])
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     sys.argv += torchrun_overrides(sys.argv[1:])
     _before.anchor, _before.depth, _before.existed = existing_dirs(run_dir_pattern(sys.argv[1:]))
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        exit_before_finalization(lambda: launch(hydra_main))
-    else:
-        launch(hydra_main)
+    launch(hydra_main)
+
+
+def main() -> NoReturn:
+    """``python -m symtime_repro`` and the ``symtime-repro`` script."""
+    exit_before_finalization(command)
 
 
 def exit_before_finalization(command: Callable[[], None]) -> NoReturn:
-    """Run ``command`` in a torchrun process, then end the process once Python's own exit work is
-    done (atexit handlers, logs, streams) but before the interpreter is finalized.
+    """Run ``command``, then end the process once Python's own exit work is done (atexit handlers,
+    logs, streams) but before the interpreter is finalized. Two reasons:
 
-    Finalization destroys torch's Gloo objects after the run has finished and written every file,
-    and one time in a dozen a worker thread of theirs is still joinable: the C++ runtime aborts
-    ("terminate called without an active exception"), the process dies of SIGABRT, and torchrun
-    reports a finished run as failed. A bug's traceback still ends the process the usual way."""
+    * Finalization first puts the default action back on SIGTERM / SIGINT, then tears torch down
+      (a second or more on a loaded machine): a signal in that window killed a finished run
+      (status -15 instead of 0). Once the command is over, nothing is left to save, so from here
+      a signal is ignored and the process ends with the command's own status.
+    * Under torchrun, finalization destroys Gloo objects after the run has written every file, and
+      one time in a dozen a worker thread of theirs is still joinable: the C++ runtime aborts
+      ("terminate called without an active exception") and torchrun reports a finished run as failed.
+
+    A bug's traceback still ends the process the usual way."""
     import atexit
+    import signal
+
+    from .preemption import SIGNALS
 
     try:
         command()
@@ -426,6 +437,8 @@ def exit_before_finalization(command: Callable[[], None]) -> NoReturn:
         if isinstance(exc.code, str):  # sys.exit("message"): Python prints it and exits 1
             print(exc.code, file=sys.stderr)
         status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     atexit._run_exitfuncs()  # what a normal exit would run: the scratch run dir of processes other than 0
     logging.shutdown()
     sys.stdout.flush()

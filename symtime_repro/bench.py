@@ -224,11 +224,11 @@ def hydra_bench(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    from .__main__ import launch
+    from .__main__ import exit_before_finalization, launch
 
     if not any(a.startswith("hydra.run.dir=") for a in sys.argv[1:]):
         sys.argv.append("hydra.run.dir=outputs/bench/${task.name}/${dataset.name}/${now:%Y-%m-%d_%H-%M-%S}")
-    launch(hydra_bench)
+    exit_before_finalization(lambda: launch(hydra_bench))
 
 
 if __name__ == "__main__":

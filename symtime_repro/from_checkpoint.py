@@ -157,7 +157,8 @@ def adopt_checkpoint_config(cfg: DictConfig, saved: dict, overrides: Iterable[st
             if typed:
                 continue  # an evaluation setting the user chose
             cfg[section][key] = value
-            adopted.taken.append(f"{section}.{key}={value}")
+            if not (section == "task" and key in task_facts.FACT_KEYS):  # what follows from task.name goes unsaid
+                adopted.taken.append(f"{section}.{key}={value}")
     if "seed" not in keys and "seed" in saved and cfg.seed != saved["seed"]:
         cfg.seed = saved["seed"]
         adopted.taken.append(f"seed={saved['seed']}")
