@@ -20,6 +20,7 @@ CONFIGS = {
     "forecast-no-decomposition": ("forecast", dict(use_avg=False, n_layers=3, forward_layers=2)),
     "forecast-individual": ("forecast", dict(individual=True, use_avg=True)),
     "reconstruct": ("reconstruct", dict(use_avg=False)),
+    "reconstruct-layernorm-relu": ("reconstruct", dict(use_avg=False, norm="LayerNorm", activation="relu")),
     "classify-conv1d": ("classify", dict(conv1d=True, use_avg=False)),
     "classify-no-conv1d": ("classify", dict(conv1d=False, use_avg=True)),
 }
