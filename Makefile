@@ -16,6 +16,7 @@ ARGS   ?=
 # the torch checkpoint files with our torch readers, and the parity tests run both networks.
 MS_VENV   ?= .venv-ms
 MS_BIN    := $(MS_VENV)/bin
+# Another build (e.g. for an Ascend machine): make venv-ms MINDSPORE=<its pip spec>.
 MINDSPORE ?= mindspore==2.10.0
 
 .PHONY: run test test-ms install venv-ms clean

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+import mindspore as ms
 from mindspore import Tensor, nn
 
 from ..errors import UserError
@@ -24,7 +25,10 @@ ENCODER = "time_encoder."
 def _as_numpy(value) -> np.ndarray:
     # torch tensors (any device) and numpy arrays alike
     if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":  # numpy has no bfloat16; the Parameter's dtype decides below
+            value = value.float()
+        value = value.numpy()
     return np.asarray(value)
 
 
@@ -47,11 +51,7 @@ def _copy(cell: nn.Cell, state: Mapping[str, object], prefix: str = "") -> None:
     params = state_names(cell)
     for key, value in state.items():
         param = params[prefix + key]
-        param.set_data(Tensor(_as_numpy(value).astype(_numpy_dtype(param), copy=False)))
-
-
-def _numpy_dtype(param) -> np.dtype:
-    return param.asnumpy().dtype
+        param.set_data(Tensor(_as_numpy(value).astype(ms.dtype_to_nptype(param.dtype), copy=False)))
 
 
 def load_torch_state(cell: nn.Cell, state_dict: Mapping[str, object], what: str = "torch state dict") -> None:

@@ -21,7 +21,6 @@ from typing import Optional
 
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
-import mindspore as ms
 
 from ..errors import UserError
 from .kernels import Kernels, kernels_for, xavier_bound
