@@ -81,6 +81,16 @@ def test_a_task_module_imports_no_other_task_and_neither_the_loop_nor_the_run(ta
     assert offending(f"tasks/{task}", ("symtime_repro.training", "symtime_repro.run", *others)) == {}
 
 
+def test_only_the_mindspore_port_imports_mindspore():
+    """The port runs in its own venv (.venv-ms); the torch path must import neither it nor MindSpore."""
+    outside = [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] != "mindspore"]
+    forbidden = ("mindspore", "symtime_repro.mindspore")
+    bad = {str(p.relative_to(REPO)): sorted(m for m in imports(p) if any(m == f or m.startswith(f + ".")
+                                                                         for f in forbidden))
+           for p in outside}
+    assert {k: v for k, v in bad.items() if v} == {}
+
+
 def test_the_rules_see_real_imports():
     # The checker resolves relative imports: the run does import the loop, a task its dataset family.
     assert "symtime_repro.training" in imports(PACKAGE / "run.py")
