@@ -106,8 +106,8 @@ def on_mindspore(model: torch.nn.Module, rc, splits) -> MindSporeForward:
     target, settings = setup_device(rc.device)
     t = rc.task
     cell = build_network(t.head, splits.info["enc_in"], t.seq_len, t.pred_len, rc.model,
-                         num_classes=splits.info.get("num_classes"))
-    load_torch_state(cell, model.state_dict())
+                         num_classes=splits.info.get("num_classes"), device_target=target)
+    load_torch_state(cell, model.state_dict(), what="the run's weights")
     cell, amp_dtype = mixed_precision(cell, target, rc.device.amp)
     settings["mindspore_amp"] = amp_dtype
     return MindSporeForward(cell, target, settings)
