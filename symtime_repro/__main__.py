@@ -427,6 +427,7 @@ def exit_before_finalization(command: Callable[[], None]) -> NoReturn:
     A bug's traceback still ends the process the usual way."""
     import atexit
     import signal
+    import threading
 
     from .preemption import SIGNALS
 
@@ -439,6 +440,10 @@ def exit_before_finalization(command: Callable[[], None]) -> NoReturn:
         status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    # Python's own exit order: wait for non-daemon threads and run their exit hooks (the joblib /
+    # concurrent.futures executors of a local_parallel sweep shut their workers down there), then
+    # the atexit handlers. Skipping the first left a finished sweep waiting for its idle workers.
+    threading._shutdown()
     atexit._run_exitfuncs()  # what a normal exit would run: the scratch run dir of processes other than 0
     logging.shutdown()
     sys.stdout.flush()
