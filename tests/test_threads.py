@@ -66,6 +66,8 @@ def test_a_users_choice_wins(monkeypatch, fresh_choice):
 def test_busy_cpus_sees_a_real_competitor():
     usable = cpus.affinity()
     idle = cpus.busy_cpus(usable, seconds=0.3)
+    if idle is not None and len(usable) - idle < 0.7:  # a competitor could add nothing to see
+        pytest.skip(f"the machine is already busy ({idle:.1f} of {len(usable)} CPUs): no room to see a competitor")
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)
