@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import EXIT_USER_ERROR, UserError
+from .errors import EXIT_RUN_FAILED, EXIT_USER_ERROR, UserError
 from .frameworks import refusal
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +61,18 @@ def last_error(log: str) -> Optional[str]:
     return lines[-1].strip() if lines else None
 
 
+def failure(code: int, log: str, log_path: Path) -> str:
+    """Why a bench ended: its own error line, else how it died."""
+    if last_error(log):
+        return last_error(log)
+    if code == -9:  # SIGKILL with no word of its own: on Linux almost always the out-of-memory killer
+        return (f"killed (SIGKILL; the kernel's out-of-memory killer, usually: lower trainer.batch_size or the "
+                f"model size), see {log_path}")
+    if code < 0:
+        return f"killed by signal {-code}, see {log_path}"
+    return f"exit status {code}, see {log_path}"
+
+
 def run_side(python: str, framework: str, overrides: list[str], out: Path) -> dict[str, Any]:
     """One bench in its own process; its bench.json, or UserError with its error line."""
     run_dir = out / framework
@@ -73,15 +85,16 @@ def run_side(python: str, framework: str, overrides: list[str], out: Path) -> di
                                  f"hydra.run.dir={run_dir}"], stdout=log, stderr=subprocess.STDOUT, env=env)
     text = log_path.read_text(errors="replace")
     if result.returncode != 0:
-        reason = last_error(text) or f"exit status {result.returncode}, see {log_path}"
-        raise SideFailed(f"{framework} bench: {reason}", result.returncode)
+        raise SideFailed(f"{framework} bench: {failure(result.returncode, text, log_path)}", result.returncode)
     return json.loads((run_dir / "bench.json").read_text())
 
 
 class SideFailed(UserError):
+    """A bench that failed: the command ends with its status (2: refused; a killed one: 3, it had started)."""
+
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
-        self.code = code if code > 0 else 1
+        self.code = code if code > 0 else EXIT_RUN_FAILED
 
 
 def cpu_model() -> str:

@@ -36,26 +36,30 @@ from .train import make_optimizer, make_train_step
 MODES = ("graph", "pynative")
 
 
-def synchronize() -> None:
-    ms.runtime.synchronize()
+def synchronize(target: str) -> None:
+    # Waits for an accelerator's queue. On CPU MindSpore only logs an ERROR that the CPU is not
+    # supported: there each timed function waits for its own result on the host (asnumpy).
+    if target != "CPU":
+        ms.runtime.synchronize()
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    synchronize()
+def timed(fn: Callable[[], Any], target: str) -> float:
+    synchronize(target)
     started = time.perf_counter()
     fn()
-    synchronize()
+    synchronize(target)
     return time.perf_counter() - started
 
 
-def matmul_peak_flops(dtype, n: int, repeats: int = 5) -> float:
+def matmul_peak_flops(dtype, n: int, target: str, repeats: int = 5) -> float:
     """FLOP/s of MindSpore's n x n x n matmul in ``dtype`` on the current device (median of ``repeats``)."""
     rng = np.random.default_rng(0)
     a = Tensor(rng.standard_normal((n, n), dtype=np.float32)).astype(dtype)
     b = Tensor(rng.standard_normal((n, n), dtype=np.float32)).astype(dtype)
     for _ in range(2):
         ops.matmul(a, b)
-    seconds = statistics.median(timed(lambda: ops.matmul(a, b)) for _ in range(repeats))
+    # one element to the host waits for the product (the copy of a scalar is noise beside n^3)
+    seconds = statistics.median(timed(lambda: ops.matmul(a, b)[0, 0].asnumpy(), target) for _ in range(repeats))
     return 2 * n**3 / seconds
 
 
@@ -115,8 +119,9 @@ def full_batches(loader, size: int | None = None) -> Iterator[dict]:
 
 def failing_kernel(exc: Exception, target: str) -> UserError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    remedies = ("device=cpu, " if target != "CPU" else "") + "device.amp=false or bench.mindspore_mode=pynative"
     return UserError(f"MindSpore failed on {target} ({first}); a missing kernel for this device or precision is "
-                     f"the usual cause: try device=cpu, device.amp=false or bench.mindspore_mode=pynative")
+                     f"the usual cause: try {remedies}")
 
 
 def build_cell(rc, splits, target: str, torch_model: torch.nn.Module):
@@ -128,7 +133,7 @@ def build_cell(rc, splits, target: str, torch_model: torch.nn.Module):
 
 
 def bench_train(cell, head: str, trainer, dataset, mode: str, loss_scale, warmup: int, steps: int,
-                lr: float) -> dict[str, Any]:
+                lr: float, target: str) -> dict[str, Any]:
     cell.set_train(True)
     step = make_train_step(cell, ms_loss(head), make_optimizer(cell, lr), graph=mode == "graph",
                            loss_scale=loss_scale)
@@ -141,7 +146,7 @@ def bench_train(cell, head: str, trainer, dataset, mode: str, loss_scale, warmup
     first = None
     for _ in range(max(warmup, 1)):  # the first step compiles the graph: timed apart, never in the median
         x, y = next_batch()
-        seconds = timed(lambda: step(x, y).asnumpy())
+        seconds = timed(lambda: step(x, y).asnumpy(), target)
         first = seconds if first is None else first
     step_seconds, wait_seconds = [], []
     for _ in range(steps):
@@ -149,7 +154,7 @@ def bench_train(cell, head: str, trainer, dataset, mode: str, loss_scale, warmup
         x, y = next_batch()
         loaded = time.perf_counter()
         step(x, y).asnumpy()  # the step is done when its loss is on the host
-        synchronize()
+        synchronize(target)
         finished = time.perf_counter()
         step_seconds.append(finished - started)
         wait_seconds.append(loaded - started)
@@ -159,19 +164,19 @@ def bench_train(cell, head: str, trainer, dataset, mode: str, loss_scale, warmup
             "first_step_seconds": first, "data_loading_share": sum(wait_seconds) / sum(step_seconds)}
 
 
-def bench_eval(cell, trainer, dataset, mode: str, warmup: int, steps: int) -> dict[str, Any]:
+def bench_eval(cell, trainer, dataset, mode: str, warmup: int, steps: int, target: str) -> dict[str, Any]:
     cell.set_train(False)
     forward = ms.jit(cell.construct) if mode == "graph" else cell
     batches = full_batches(trainer.loader(dataset, train=False))
     first = None
     for _ in range(max(warmup, 1)):
         x = to_ms(next(batches)["x"])
-        seconds = timed(lambda: forward(x).asnumpy())
+        seconds = timed(lambda: forward(x).asnumpy(), target)
         first = seconds if first is None else first
     seconds = []
     for _ in range(steps):
         x = to_ms(next(batches)["x"])
-        seconds.append(timed(lambda: forward(x).asnumpy()))  # evaluation scores the output on the host
+        seconds.append(timed(lambda: forward(x).asnumpy(), target))  # evaluation scores the output on the host
     median = statistics.median(seconds)
     return {"batch_size": x.shape[0], "step_seconds": median, "samples_per_second": x.shape[0] / median,
             "first_step_seconds": first}
@@ -226,11 +231,11 @@ def bench(rc, task, splits, adapter, trainer) -> dict[str, Any]:
     dtype = {None: ms.float32, str(ms.float16): ms.float16, str(ms.bfloat16): ms.bfloat16}[amp_dtype]
     fixed = next(iter(trainer.loader(splits.test, train=False)))
     try:
-        peak = matmul_peak_flops(dtype, b.matmul_size)
+        peak = matmul_peak_flops(dtype, b.matmul_size, target)
         ms.runtime.reset_peak_memory_stats()
         train = bench_train(cell, head, trainer, splits.train, mode, loss_scale, b.warmup, b.steps,
-                            rc.trainer.lr)
-        evaluation = bench_eval(cell, trainer, splits.test, mode, b.warmup, b.steps)
+                            rc.trainer.lr, target)
+        evaluation = bench_eval(cell, trainer, splits.test, mode, b.warmup, b.steps, target)
         memory, memory_source = peak_memory()
         same = parity(rc, splits, target, torch_model, head, fixed, mode, rc.device.amp)
     except (RuntimeError, TypeError, ValueError) as exc:

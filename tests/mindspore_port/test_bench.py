@@ -80,3 +80,16 @@ def test_compare_relays_a_bench_error_in_one_line(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
     assert errors[0].startswith("error: torch bench: model.n_layers=") and "Traceback" not in result.stderr
+
+
+def test_mixed_precision_is_mindspores_own_or_a_one_line_missing_kernel(tmp_path):
+    """device.amp=true is auto_mixed_precision (bfloat16 on CPU, as torch.amp): recorded when it runs; MindSpore
+    2.10 has no bfloat16 MatMul on CPU, which must end as one line naming the kernel, not a traceback."""
+    result = bench([*TINY_BENCH, "device.amp=true"], tmp_path)
+    if result.returncode == 0:
+        r = json.loads((tmp_path / "bench.json").read_text())
+        assert (r["amp"], r["precision"], r["mindspore_amp"]) == (True, "bfloat16", "BFloat16")
+        return
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "MindSpore failed on CPU" in errors[0] and "missing kernel" in errors[0]
