@@ -33,8 +33,6 @@ from .convert import load_torch_state
 from .network import build_network
 from .train import make_optimizer, make_train_step
 
-MODES = ("graph", "pynative")
-
 
 def synchronize(target: str) -> None:
     # Waits for an accelerator's queue. On CPU MindSpore only logs an ERROR that the CPU is not
