@@ -91,8 +91,11 @@ def bench_train(trainer, task, model, dataset, device, warmup: int, steps: int) 
         batch = next(batches)
         return {k: v.to(device.torch_device, non_blocking=device.pin_memory) for k, v in batch.items()}
 
+    warmup_seconds = []
     for _ in range(warmup):
-        trainer.train_step(task, model, next_batch(), optimizer, scaler, params)
+        batch = next_batch()
+        warmup_seconds.append(timed(lambda: trainer.train_step(task, model, batch, optimizer, scaler, params),
+                                    device))
     step_seconds, wait_seconds, size = [], [], 0
     for _ in range(steps):
         started = time.perf_counter()
@@ -108,6 +111,7 @@ def bench_train(trainer, task, model, dataset, device, warmup: int, steps: int) 
     flops = count_flops(lambda: trainer.train_step(task, model, next_batch(), optimizer, scaler, params))
     median = statistics.median(step_seconds)
     return {"batch_size": size, "step_seconds": median, "samples_per_second": size / median,
+            "first_step_seconds": (warmup_seconds or step_seconds)[0],
             "flops_per_sample": flops / size, "data_loading_share": sum(wait_seconds) / sum(step_seconds)}
 
 
@@ -124,8 +128,10 @@ def bench_eval(trainer, task, model, dataset, device, warmup: int, steps: int) -
     def next_batch() -> dict:
         return {k: v.to(device.torch_device) for k, v in next(batches).items()}
 
+    warmup_seconds = []
     for _ in range(warmup):
-        one(next_batch())
+        batch = next_batch()
+        warmup_seconds.append(timed(lambda: one(batch), device))
     seconds, size = [], 0
     for _ in range(steps):
         batch = next_batch()
@@ -135,41 +141,46 @@ def bench_eval(trainer, task, model, dataset, device, warmup: int, steps: int) -
     flops = count_flops(lambda: one(batch))
     median = statistics.median(seconds)
     return {"batch_size": size, "step_seconds": median, "samples_per_second": size / median,
+            "first_step_seconds": (warmup_seconds or seconds)[0],
             "flops_per_sample": flops / next(iter(batch.values())).shape[0]}
 
 
-def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    from dataclasses import asdict
+def pin_npu_float32(device) -> dict[str, Any]:
+    """On Ascend, float32 matmuls and convolutions may run in HF32 (conv by default): off, so that a
+    float32 bench is float32 as on the other devices and as MindSpore's must_keep_origin_dtype.
+    Mixed precision keeps torch_npu's defaults. Returns what to record (empty off the NPU)."""
+    if device.kind != "npu":
+        return {}
+    if not device.amp:
+        torch.npu.matmul.allow_hf32 = False
+        torch.npu.conv.allow_hf32 = False
+    return {"npu_matmul_allow_hf32": bool(torch.npu.matmul.allow_hf32),
+            "npu_conv_allow_hf32": bool(torch.npu.conv.allow_hf32)}
 
-    from .run import prepare
-    from .training import Trainer, compile_model
 
-    rc, device, task, splits, model, dist = prepare(cfg)
-    if dist.enabled:
-        raise UserError("the bench times one process; run it without torchrun (once per device type)")
+def measure_torch(rc, device, task, splits, model, trainer) -> dict[str, Any]:
+    """The torch network's fields of bench.json."""
+    from .training import compile_model
+
+    pinned = pin_npu_float32(device)
     compiled = compile_model(model, device) if rc.trainer.compile else False
     dtype = device.amp_dtype if device.amp else torch.float32
     peak = matmul_peak_flops(device, dtype, rc.bench.matmul_size)
     device.reset_peak_memory()
-    trainer = Trainer(rc.trainer, device, run_dir, rc.seed, asdict(rc))
     b = rc.bench
     train = bench_train(trainer, task, model, splits.train, device, b.warmup, b.steps)
     evaluation = bench_eval(trainer, task, model, splits.test, device, b.warmup, b.steps)
     achieved = train["flops_per_sample"] * train["samples_per_second"]
-    result = {
-        "task": rc.task.name, "dataset": rc.dataset.name, "model": rc.model.name,
-        "seq_len": rc.task.seq_len, "pred_len": rc.task.pred_len, "stride": rc.model.stride,
-        "d_model": rc.model.d_model, "forward_layers": rc.model.forward_layers,
-        "device": device.kind, "device_name": device.name, "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "python": platform.python_version(),
-        "precision": str(dtype).replace("torch.", ""), "amp": device.amp, "compiled": compiled,
+    return {
+        "framework": "torch", "device_name": device.name,
+        "precision": str(dtype).replace("torch.", ""), "compiled": compiled,
         "batch_size": train["batch_size"], "eval_batch_size": evaluation["batch_size"],
-        "warmup_steps": b.warmup, "timed_steps": b.steps,
         "train_step_seconds": train["step_seconds"],
         "train_samples_per_second": train["samples_per_second"],
+        "train_first_step_seconds": train["first_step_seconds"],
         "eval_step_seconds": evaluation["step_seconds"],
         "eval_samples_per_second": evaluation["samples_per_second"],
-        "eval_over_train_throughput": evaluation["samples_per_second"] / train["samples_per_second"],
+        "eval_first_step_seconds": evaluation["first_step_seconds"],
         "flops_per_sample": train["flops_per_sample"],
         "eval_flops_per_sample": evaluation["flops_per_sample"],
         "achieved_flops": achieved,
@@ -177,7 +188,40 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "mfu": achieved / peak,
         "eval_mfu": evaluation["flops_per_sample"] * evaluation["samples_per_second"] / peak,
         "peak_memory_mb": round(device.peak_memory_mb(), 1),
+        "peak_memory_source": "allocator peak" if device.kind in ("cuda", "npu") else "rss",
         "data_loading_share": train["data_loading_share"],
+        **pinned,
+    }
+
+
+def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from .run import prepare
+    from .training import Trainer
+
+    rc, device, task, splits, model, dist = prepare(cfg)
+    if dist.enabled:
+        raise UserError("the bench times one process; run it without torchrun (once per device type)")
+    trainer = Trainer(rc.trainer, device, run_dir, rc.seed, asdict(rc))
+    if rc.framework == "mindspore":
+        from .mindspore.bench import bench as measure_mindspore  # the port: only in the MindSpore venv
+
+        measured = measure_mindspore(rc, task, splits, model, trainer)
+        kind = model.device_kind
+    else:
+        measured = measure_torch(rc, device, task, splits, model, trainer)
+        kind = device.kind
+    b = rc.bench
+    result = {
+        "task": rc.task.name, "dataset": rc.dataset.name, "model": rc.model.name,
+        "seq_len": rc.task.seq_len, "pred_len": rc.task.pred_len, "stride": rc.model.stride,
+        "d_model": rc.model.d_model, "forward_layers": rc.model.forward_layers,
+        "device": kind, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "python": platform.python_version(), "amp": rc.device.amp,
+        "warmup_steps": b.warmup, "timed_steps": b.steps, "matmul_size": b.matmul_size,
+        **measured,
+        "eval_over_train_throughput": measured["eval_samples_per_second"] / measured["train_samples_per_second"],
         "num_workers": rc.trainer.num_workers,
         "allocator": current_allocator(),
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LD_PRELOAD") if k in os.environ},
@@ -191,19 +235,26 @@ def table(r: dict[str, Any], run_dir: Path) -> str:
     rows = [
         ("config", f"{r['task']} {r['dataset']} {r['model']} d_model {r['d_model']}, seq_len {r['seq_len']}, "
                    f"stride {r['stride']}, {r['forward_layers']} layers run"),
+        ("framework", r["framework"] + (f" {r['mindspore_version']}, {r['mindspore_mode']} mode"
+                                        if r["framework"] == "mindspore" else f" {r['torch']}")),
         ("device", f"{r['device_name']}, {r['precision']}{', compiled' if r['compiled'] else ''}, "
                    f"{r['allocator']} allocator"),
         ("train", f"{r['train_samples_per_second']:.2f} samples/s ({r['train_step_seconds']:.3f} s/step of "
                   f"{r['batch_size']})"),
         ("eval", f"{r['eval_samples_per_second']:.2f} samples/s ({r['eval_step_seconds']:.3f} s/step of "
                  f"{r['eval_batch_size']}), {r['eval_over_train_throughput']:.2f}x train"),
+        ("first step", f"{r['train_first_step_seconds']:.2f} s train, {r['eval_first_step_seconds']:.2f} s eval "
+                       f"(compilation, caches)"),
         ("FLOPs/sample", f"{r['flops_per_sample'] / 1e9:.3f} GFLOP train, {r['eval_flops_per_sample'] / 1e9:.3f} "
                          f"GFLOP eval"),
         ("achieved", f"{r['achieved_flops'] / 1e9:.1f} GFLOP/s"),
         ("matmul peak", f"{r['matmul_peak_flops'] / 1e9:.1f} GFLOP/s ({r['precision']})"),
         ("MFU", f"{r['mfu']:.1%} train, {r['eval_mfu']:.1%} eval"),
-        ("peak memory", f"{r['peak_memory_mb']:.0f} MB"),
+        ("peak memory", f"{r['peak_memory_mb']:.0f} MB ({r['peak_memory_source']})"),
         ("data loading", f"{r['data_loading_share']:.1%} of train step time"),
+        *([("vs torch", f"outputs differ by {r['output_max_abs_diff']:.2e} at most, losses by "
+                        f"{r['loss_abs_diff']:.2e} ({r['parity_samples']} test windows, same weights)")]
+          if "output_max_abs_diff" in r else []),
         ("written", str(run_dir / "bench.json")),
     ]
     width = max(len(k) for k, _ in rows)

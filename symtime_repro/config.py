@@ -142,6 +142,8 @@ class BenchConfig:
     warmup: int = 2  # untimed steps first (allocator, caches, compilation)
     steps: int = 5  # timed training steps; as many evaluation steps
     matmul_size: int = 2048  # n of the n x n matmul that measures the device's peak FLOP/s
+    # framework=mindspore: graph (mindspore.jit compiles the step at its first call) | pynative (op by op)
+    mindspore_mode: str = choice("graph", "pynative")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from symtime_repro.models import build_model
 from symtime_repro.training import compile_model, compile_unavailable
 
 BENCH_FIELDS = ("train_samples_per_second", "eval_samples_per_second", "flops_per_sample", "matmul_peak_flops",
-                "mfu", "peak_memory_mb", "data_loading_share")
+                "mfu", "peak_memory_mb", "data_loading_share", "train_first_step_seconds", "eval_first_step_seconds")
 TINY_BENCH = [a for a in TINY if not a.startswith(("trainer.epochs", "trainer.limit"))] + \
     ["bench.warmup=1", "bench.steps=3", "bench.matmul_size=256"]
 
@@ -40,6 +40,7 @@ def test_bench_reports_every_field_with_sane_values(tmp_path):
     assert 2.0 < bench["flops_per_sample"] / bench["eval_flops_per_sample"] < 4.0
     assert 0 < bench["mfu"] < 1.5 and bench["matmul_peak_flops"] > 1e8
     assert bench["batch_size"] == 64 and bench["precision"] == "float32" and not bench["compiled"]
+    assert (bench["framework"], bench["peak_memory_source"], bench["amp"]) == ("torch", "rss", False)
     assert "MFU" in result.stderr and "bench.json" in result.stderr
     assert not (tmp_path / "bench" / "metrics.json").exists()  # a benchmark is not a result
 
@@ -54,6 +55,29 @@ def test_bench_with_amp_measures_in_bfloat16(tmp_path):
 def test_bench_bad_override_is_one_line(tmp_path):
     result = run_bench([*TINY_BENCH, "bench.steps=0"], tmp_path / "bench")
     assert result.returncode == 2 and "bench.steps >= 1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unknown_mindspore_mode_is_refused_with_the_choices(tmp_path):
+    result = run_bench([*TINY_BENCH, "bench.mindspore_mode=fast"], tmp_path / "bench")
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
+    assert "bench.mindspore_mode" in errors[0] and "graph" in errors[0] and "pynative" in errors[0]
+
+
+def test_a_float32_bench_on_the_npu_turns_hf32_off_and_records_it(monkeypatch):
+    from types import SimpleNamespace
+
+    from symtime_repro.bench import pin_npu_float32
+
+    # torch_npu's switches (torch.npu.matmul / conv .allow_hf32; conv's is on by default), faked: no NPU here
+    fake = SimpleNamespace(matmul=SimpleNamespace(allow_hf32=True), conv=SimpleNamespace(allow_hf32=True))
+    monkeypatch.setattr(torch, "npu", fake, raising=False)
+    npu = Device("npu", torch.device("cpu"), "Ascend910B (fake)")
+    assert pin_npu_float32(npu) == {"npu_matmul_allow_hf32": False, "npu_conv_allow_hf32": False}
+    assert fake.matmul.allow_hf32 is False and fake.conv.allow_hf32 is False
+    fake.conv.allow_hf32 = True  # mixed precision keeps torch_npu's defaults
+    assert pin_npu_float32(Device("npu", torch.device("cpu"), "Ascend910B (fake)", amp=True))["npu_conv_allow_hf32"]
+    assert pin_npu_float32(Device("cpu", torch.device("cpu"), "cpu")) == {}
 
 
 def test_compiled_model_matches_the_eager_one():

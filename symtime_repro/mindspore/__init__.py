@@ -14,7 +14,8 @@ API::
     load_encoder_state(cell, state_dict)                           # a pre-trained encoder's state dict
     copy_from_torch(cell, torch_module)                            # weights of a live torch network
     forward_numpy(cell, x) -> np.ndarray                           # x [batch, seq_len, channels]
-    make_optimizer(cell, lr) / make_train_step(cell, loss_fn, optimizer)
+    make_optimizer(cell, lr) / make_train_step(cell, loss_fn, optimizer, graph=False, loss_scale=None)
+    # symtime_repro.mindspore.bench: what `python -m symtime_repro.bench framework=mindspore` measures
 
 Example (``model_cfg`` is the run's model section: any object with ModelConfig's fields)::
 

@@ -73,9 +73,12 @@ def mixed_precision(cell, target: str, amp: bool):
 class MindSporeForward(torch.nn.Module):
     """A torch module whose forward is the MindSpore network's: tasks call it like our own."""
 
-    def __init__(self, cell, target: str, settings: dict[str, Any]) -> None:
+    def __init__(self, cell, target: str, settings: dict[str, Any], source: torch.nn.Module) -> None:
         super().__init__()
         self.cell = cell
+        # The torch network the weights came from (the bench counts FLOPs and checks parity on it); set
+        # past nn.Module's registration so that it is no submodule: this module has no torch weights.
+        object.__setattr__(self, "torch_source", source)
         self.device_kind = {v: k for k, v in TARGETS.items()}[target]
         self.device_name = f"MindSpore {settings['mindspore_version']} on {target}"
         self.framework_settings = settings
@@ -110,4 +113,4 @@ def on_mindspore(model: torch.nn.Module, rc, splits) -> MindSporeForward:
     load_torch_state(cell, model.state_dict(), what="the run's weights")
     cell, amp_dtype = mixed_precision(cell, target, rc.device.amp)
     settings["mindspore_amp"] = amp_dtype
-    return MindSporeForward(cell, target, settings)
+    return MindSporeForward(cell, target, settings, model)

@@ -67,10 +67,17 @@ def _batch_norm(x: Tensor, bn, training: bool) -> Tensor:
     return (x - bn.running_mean) / ops.sqrt(bn.running_var + EPS) * bn.weight + bn.bias
 
 
-def _attention(q: Tensor, k: Tensor, v: Tensor, dropout: float, training: bool) -> Tensor:
+def dropout(x: Tensor, p: float) -> Tensor:
+    """Inverted dropout as a mask product. ops.dropout's gradient fails to compile in graph mode on CPU
+    (MindSpore 2.10: DropoutGrad gets a mask of another rank); a product differentiates everywhere."""
+    keep = (ops.rand_like(x) >= p).astype(x.dtype)
+    return x * keep / (1.0 - p)
+
+
+def _attention(q: Tensor, k: Tensor, v: Tensor, p: float, training: bool) -> Tensor:
     weights = ops.softmax(ops.matmul(q, k.swapaxes(-1, -2)), axis=-1)
-    if training and dropout > 0:
-        weights = ops.dropout(weights, p=dropout, training=True)
+    if training and p > 0:
+        weights = dropout(weights, p)
     return ops.matmul(weights, v)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from ..errors import UserError
-from .kernels import Kernels, kernels_for, xavier_bound
+from .kernels import Kernels, dropout, kernels_for, xavier_bound
 
 MAX_TOKENS = 5000  # the official positional table's length (same as the torch network)
 HEADS = ("forecast", "reconstruct", "classify")
@@ -124,8 +124,10 @@ def _norm_layer(norm: str, size: int, kernels: Kernels) -> nn.Cell:
     return LayerNorm(size, kernels)
 
 
-def _apply_norm(norm: nn.Cell, x: Tensor) -> Tensor:
-    return norm[1](x) if isinstance(norm, nn.CellList) else norm(x)
+def _is_wrapped(norm: nn.Cell) -> bool:
+    # Decided when the network is built: graph mode (mindspore.jit) sees a CellList as a tuple, so an
+    # isinstance test inside construct cannot tell the two layouts apart.
+    return isinstance(norm, nn.CellList)
 
 
 class Dropout(nn.Cell):
@@ -135,7 +137,7 @@ class Dropout(nn.Cell):
 
     def construct(self, x: Tensor) -> Tensor:
         if self.training and self.p > 0:
-            return ops.dropout(x, p=self.p, training=True)
+            return dropout(x, self.p)
         return x
 
 
@@ -184,13 +186,19 @@ class EncoderLayer(nn.Cell):
                                Linear(c.d_ff, c.d_model, rng, xavier=True)])
         self.dropout_ffn = Dropout(c.dropout)
         self.norm_ffn = _norm_layer(c.norm, c.d_model, kernels)
+        self.wrapped_norm = _is_wrapped(self.norm_ffn)
+
+    def norm(self, layer: nn.Cell, x: Tensor) -> Tensor:
+        if self.wrapped_norm:
+            return layer[1](x)
+        return layer(x)
 
     def construct(self, x: Tensor) -> Tensor:
-        x = _apply_norm(self.norm_attn, x + self.dropout_attn(self.self_attn(x)))
+        x = self.norm(self.norm_attn, x + self.dropout_attn(self.self_attn(x)))
         hidden = self.ff[0](x)
         hidden = self.kernels.gelu(hidden) if self.gelu else ops.relu(hidden)
         ff = self.ff[3](self.ff[2](hidden))
-        return _apply_norm(self.norm_ffn, x + self.dropout_ffn(ff))
+        return self.norm(self.norm_ffn, x + self.dropout_ffn(ff))
 
 
 class SinusoidalPositions(nn.Cell):
