@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import EXIT_RUN_FAILED, EXIT_USER_ERROR, UserError
+from .files import atomic_write_bytes
 from .frameworks import refusal
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,10 +81,10 @@ def run_side(python: str, framework: str, overrides: list[str], out: Path) -> di
     print(f"{framework}: timing (log: {log_path})", file=sys.stderr, flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("HYDRA_FULL_ERROR", None)  # each bench sets its own
-    with open(log_path, "w") as log:
-        result = subprocess.run([python, "-m", "symtime_repro.bench", *overrides, f"framework={framework}",
-                                 f"hydra.run.dir={run_dir}"], stdout=log, stderr=subprocess.STDOUT, env=env)
-    text = log_path.read_text(errors="replace")
+    result = subprocess.run([python, "-m", "symtime_repro.bench", *overrides, f"framework={framework}",
+                             f"hydra.run.dir={run_dir}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    atomic_write_bytes(log_path, result.stdout)  # the side's whole output, kept beside the table
+    text = result.stdout.decode(errors="replace")
     if result.returncode != 0:
         raise SideFailed(f"{framework} bench: {failure(result.returncode, text, log_path)}", result.returncode)
     return json.loads((run_dir / "bench.json").read_text())
@@ -181,7 +182,7 @@ def compare(argv: list[str]) -> Path:
 
     write_json(out / "compare.json", {"about": about, "rows": rows, "torch": t, "mindspore": m})
     text = markdown(rows, about)
-    (out / "compare.md").write_text(text)
+    atomic_write_bytes(out / "compare.md", text.encode())
     print(text)
     print(f"written: {out / 'compare.md'}, {out / 'compare.json'}", file=sys.stderr)
     return out
