@@ -123,8 +123,12 @@ class TrainerConfig:
     batch_size: int = 32
     eval_batch_size: Optional[int] = None  # null: same as batch_size
     lr: float = 1e-4
-    lradj: str = choice("type1", "type2", "cosine", "constant")
-    optimizer: str = choice("adam", "radam")
+    # onecycle: torch's OneCycleLR stepped after every batch (pre-training's official schedule: peak
+    # trainer.lr, warm-up over trainer.warmup_epochs, cosine anneal, beta1 cycled 0.95 -> 0.85 -> 0.95)
+    lradj: str = choice("type1", "type2", "cosine", "constant", "onecycle")
+    warmup_epochs: float = 0.0  # onecycle: epochs of warm-up (official pct_start = warmup_epochs / epochs)
+    optimizer: str = choice("adam", "radam", "adamw")
+    weight_decay: float = 0.0  # adamw's decoupled weight decay (official pre-training: 1e-4)
     patience: int = 3
     num_workers: int = 0
     limit_train_batches: Optional[int] = None  # null = all (smoke runs set a cap)
@@ -147,6 +151,54 @@ class BenchConfig:
 
 
 @dataclass
+class SymbolEncoderConfig:
+    """task=pretrain: the symbol encoder (DistilBERT, built from this config; conf/symbol_encoder/)."""
+
+    name: str = "distilbert"
+    layers: int = 6
+    hidden: int = 768
+    heads: int = 12
+    ffn: int = 3072
+    dropout: float = 0.1  # DistilBERT's dropout and attention dropout
+    frozen_layers: int = 3  # the first N layers take no gradient (official: 3)
+    # Weights: null = random (the hub is often unreachable); a local folder (or a hub id where the hub
+    # is reachable) holding DistilBERT weights, e.g. distilbert-base-uncased as the official code uses.
+    weights: Optional[str] = None
+    # null: a WordPiece tokenizer trained on the S2 cache's training expressions and saved beside it;
+    # a local folder: that tokenizer (DistilBERT's own vocab.txt, with weights= the same folder).
+    tokenizer: Optional[str] = None
+    vocab_size: int = 2000  # of the trained WordPiece tokenizer (DistilBERT's own: 30522)
+    max_tokens: int = 128  # expressions are truncated to this many tokens ([CLS] and [SEP] included)
+
+
+@dataclass
+class PretrainConfig:
+    """task=pretrain: SymTime's objective (official models/pretrain_model.py), its quirks as switches
+    (docs/pretraining.md)."""
+
+    time_mask_ratio: float = 0.4  # share of patches zeroed; MSE on them (masked time-series modelling)
+    sym_mask_ratio: float = 0.15  # share of tokens masked, 80/10/10 (masked language modelling)
+    embed_dim: int = 128  # width of the contrastive projections
+    momentum: float = 0.995  # momentum encoders: m * momentum + online * (1 - momentum), every step
+    queue_size: int = 60000  # negatives kept from past batches
+    temp: float = 0.07  # initial contrastive temperature (learnt, clamped to [0.001, 0.5])
+    alpha: float = 0.4  # momentum distillation: share of the momentum model's soft targets
+    # What the time encoder is paired with: paired (its own expression) | shuffled (another pair's
+    # expression, a fixed permutation: the symbol-side control) | none (MTM alone, no symbol encoder).
+    symbols: str = choice("paired", "shuffled", "none")
+    # Quirks of the official code, official first (docs/pretraining.md):
+    # official: a visible patch attends only to masked ones (the mask is applied inverted) | visible:
+    # every patch attends to the visible patches and [CLS].
+    attention: str = choice("official", "visible")
+    # official: the soft targets go through softmax a second time (nearly uniform) | once.
+    contrastive_targets: str = choice("official", "once")
+    # ring: enqueue with wrap-around (any batch size; identical to the official code wherever it
+    # runs) | official: refuse, as the official assert does, a batch size that does not divide the queue.
+    queue_enqueue: str = choice("ring", "official")
+    symbol: SymbolEncoderConfig = field(default_factory=SymbolEncoderConfig)
+
+
+@dataclass
 class DataConfig:
     root: str = "data"
 
@@ -160,6 +212,7 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # task=pretrain only
     framework: str = choice("torch", "mindspore")  # which framework computes the network (symtime_repro/frameworks.py)
     mode: str = choice("train", "test")  # train: fine-tune then test the best weights; test: evaluate ckpt
     ckpt: Optional[str] = None
@@ -277,6 +330,24 @@ def unknown_option(group: str, value: str, options: typing.Sequence[str]) -> Opt
     return f"{group}={value} is not available; choose one of: {', '.join(choices)}"
 
 
+def _check_pretrain(p: PretrainConfig) -> None:
+    for key in ("time_mask_ratio", "sym_mask_ratio"):
+        _require(0 < getattr(p, key) < 1, f"pretrain.{key} must be in (0, 1), got {getattr(p, key)}")
+    _require(0 <= p.momentum < 1, f"pretrain.momentum must be in [0, 1), got {p.momentum}")
+    _require(0 <= p.alpha <= 1, f"pretrain.alpha must be in [0, 1], got {p.alpha}")
+    _require(0.001 <= p.temp <= 0.5, f"pretrain.temp must be in [0.001, 0.5] (the official clamp), got {p.temp}")
+    _require(p.embed_dim >= 1 and p.queue_size >= 1,
+             f"pretrain.embed_dim and pretrain.queue_size must be >= 1, got {p.embed_dim} and {p.queue_size}")
+    s = p.symbol
+    _require(s.layers >= 1 and s.hidden >= 1 and s.heads >= 1 and s.hidden % s.heads == 0,
+             f"pretrain.symbol.hidden ({s.hidden}) must be a positive multiple of pretrain.symbol.heads ({s.heads})")
+    _require(0 <= s.frozen_layers <= s.layers,
+             f"pretrain.symbol.frozen_layers must be in 0..pretrain.symbol.layers ({s.layers}), got {s.frozen_layers}")
+    _require(0 <= s.dropout < 1, f"pretrain.symbol.dropout must be in [0, 1), got {s.dropout}")
+    _require(s.vocab_size >= 32, f"pretrain.symbol.vocab_size must be >= 32, got {s.vocab_size}")
+    _require(s.max_tokens >= 3, f"pretrain.symbol.max_tokens must be >= 3 ([CLS], one token, [SEP]), got {s.max_tokens}")
+
+
 def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     """Turn the composed config into a typed :class:`RunConfig`, or raise one clear UserError."""
     if isinstance(cfg, RunConfig):
@@ -350,6 +421,11 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     for key in ("limit_train_batches", "limit_eval_batches"):
         value = getattr(tr, key)
         _require(value is None or value >= 1, f"trainer.{key} must be null (all) or >= 1, got {value}")
+
+    _require(tr.warmup_epochs >= 0 and (tr.lradj != "onecycle" or tr.warmup_epochs < tr.epochs),
+             f"trainer.warmup_epochs must be in [0, trainer.epochs) with lradj=onecycle, got {tr.warmup_epochs}")
+    _require(tr.weight_decay >= 0, f"trainer.weight_decay must be >= 0, got {tr.weight_decay}")
+    _check_pretrain(run.pretrain)
 
     b = run.bench
     _require(b.warmup >= 0 and b.steps >= 1 and b.matmul_size >= 64,

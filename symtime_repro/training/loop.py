@@ -38,7 +38,7 @@ from .nonfinite import loss_and_grads_finite, stop_if_nonfinite
 from .parallel import data_parallel
 from .progress import Progress
 from .resume import restore, save_resume_state
-from .schedule import follow_schedule
+from .schedule import follow_schedule, per_batch_scheduler
 from .state import FitResult, FitState
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,8 @@ class Trainer:
     # -- one step -------------------------------------------------------------------------------
     def make_optimizer(self, model: nn.Module) -> tuple[torch.optim.Optimizer, list[nn.Parameter]]:
         params = [p for p in model.parameters() if p.requires_grad]
+        if self.cfg.optimizer == "adamw":  # pre-training's (official betas and eps are torch's defaults)
+            return torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay), params
         optimizer_cls = torch.optim.RAdam if self.cfg.optimizer == "radam" else torch.optim.Adam
         return optimizer_cls(params, lr=self.cfg.lr), params
 
@@ -160,9 +162,13 @@ class Trainer:
         stopper = EarlyStopping(mode, cfg.patience)
         # The run's signal handling (run.py), or this fit's own when the trainer is used alone.
         stop = self.stop or StopRequest(self.run_dir, dist, self.device.torch_device)
+        train_loader = self.loader(splits.train, train=True)
+        steps_per_epoch = len(train_loader) if cfg.limit_train_batches is None else min(
+            len(train_loader), cfg.limit_train_batches)
         run = FitState(model=model, train_model=model, optimizer=optimizer, params=params,
-                       scaler=self.device.grad_scaler(), train_loader=self.loader(splits.train, train=True),
-                       stop=stop, stopper=stopper, result=FitResult(monitor=monitor, best_value=stopper.best))
+                       scaler=self.device.grad_scaler(), scheduler=per_batch_scheduler(optimizer, cfg, steps_per_epoch),
+                       train_loader=train_loader, stop=stop, stopper=stopper,
+                       result=FitResult(monitor=monitor, best_value=stopper.best))
         if resume_state is not None:
             restore(resume_state, run, self.run_dir, dist, self.device)
             in_epoch = run.in_epoch
@@ -208,6 +214,8 @@ class Trainer:
             size = next(iter(batch.values())).shape[0]
             weight = size * dist.world / global_sizes[step] if dist.enabled else 1.0
             loss = self.train_step(task, run.train_model, batch, run.optimizer, run.scaler, run.params, weight)
+            if run.scheduler is not None:  # per batch, skipped batches included (the schedule counts steps)
+                run.scheduler.step()
             if cfg.on_nonfinite == "skip" and not bool(self.finite):
                 run.result.skipped_batches += 1
                 log.warning("epoch %d, step %d: loss or gradient is not finite; batch skipped "

@@ -106,6 +106,7 @@ def save_resume_state(run: FitState, run_dir: Path, config_record: dict, dist: D
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
         "result": {k: v for k, v in vars(run.result).items()},
         "bad_epochs": run.stopper.bad_epochs,
         "rng": rngs,  # one per process
@@ -122,6 +123,8 @@ def restore(state: dict, run: FitState, run_dir: Path, dist: Dist, device: Devic
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scaler is not None and state.get("scaler"):
         run.scaler.load_state_dict(state["scaler"])
+    if run.scheduler is not None and state.get("scheduler"):
+        run.scheduler.load_state_dict(state["scheduler"])
     run.result = FitResult(**state["result"])
     run.stopper.best, run.stopper.bad_epochs = run.result.best_value, state["bad_epochs"]
     run.in_epoch = state.get("in_epoch")

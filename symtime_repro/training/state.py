@@ -40,6 +40,7 @@ class FitState:
     optimizer: torch.optim.Optimizer
     params: list[nn.Parameter]  # the trainable ones (gradient clipping and finiteness look at these)
     scaler: Optional[Any]  # float16's GradScaler; None in other precisions
+    scheduler: Optional[Any]  # trainer.lradj=onecycle's per-batch scheduler; None for the per-epoch ones
     train_loader: DataLoader
     stop: StopRequest  # SIGTERM / SIGINT: asked at each step boundary and after validation
     stopper: EarlyStopping
