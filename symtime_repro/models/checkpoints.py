@@ -23,7 +23,6 @@ from ..errors import UserError
 from ..files import atomic_write_bytes
 
 FORMAT = "symtime-repro/checkpoint-v1"
-SIZE_PRESETS = {384: "model=symtime_small", 512: "model=symtime", 768: "model=symtime_large"}
 
 
 def _read(path: str | Path) -> Any:
@@ -44,16 +43,38 @@ def _strip_data_parallel(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return dict(state)
 
 
-def _size_hint(state: Mapping[str, Tensor], prefix: str) -> str:
-    """Guess which model preset a file was made with, from its patch-embedding width."""
+# The model presets (conf/model/*.yaml) by the shapes a file shows: (n_layers, d_model, d_ff).
+SIZE_PRESETS = {(6, 384, 384): "model=symtime_small", (6, 512, 2048): "model=symtime",
+                (6, 768, 3096): "model=symtime_large", (2, 32, 64): "model=symtime_tiny"}
+
+
+def encoder_sizes(state: Mapping[str, Tensor], prefix: str = "") -> Optional[dict[str, Any]]:
+    """The size settings an encoder state dict was made with, read off its shapes (None if it is not one)."""
     weight = state.get(prefix + "W_P.weight")
     if weight is None or weight.dim() != 2:
+        return None
+    depth = len(prefix.split(".")) if prefix else 1
+    layers = {k.split(".")[depth] for k in state if k.startswith(prefix + "layers.")}
+    ff = state.get(prefix + "layers.0.ff.0.weight")
+    return {"n_layers": len(layers), "d_model": weight.shape[0], "patch_len": weight.shape[1],
+            "d_ff": ff.shape[0] if ff is not None else None,
+            "norm": "BatchNorm" if any(k.endswith("running_mean") for k in state) else "LayerNorm"}
+
+
+def _size_hint(state: Mapping[str, Tensor], prefix: str) -> str:
+    """Which size a file holds, as settings, and the preset (or overrides) that builds it."""
+    sizes = encoder_sizes(state, prefix)
+    if sizes is None:
         return ""
-    d_model = weight.shape[0]
-    layers = {k.split(".")[len(prefix.split(".")) if prefix else 1] for k in state if k.startswith(prefix + "layers.")}
-    preset = SIZE_PRESETS.get(d_model)
-    hint = f" The file holds an encoder with d_model={d_model} and {len(layers)} layers"
-    return hint + (f" (use {preset})." if preset else " (set model.d_model / model.n_layers to match).")
+    n, d, d_ff, patch = sizes["n_layers"], sizes["d_model"], sizes["d_ff"], sizes["patch_len"]
+    hint = (f" The file holds an encoder with d_model={d} and {n} layers (d_ff={d_ff}, patch_len={patch}, "
+            f"{sizes['norm']})")
+    preset = SIZE_PRESETS.get((n, d, d_ff))
+    if preset:
+        extra = f" model.patch_len={patch}" if patch != 16 else ""
+        return hint + f" (use {preset}{extra})."
+    return hint + (f" (set model.n_layers={n} model.d_model={d} model.d_ff={d_ff} model.patch_len={patch} "
+                   f"model.norm={sizes['norm']}, and model.n_heads to a divisor of {d}).")
 
 
 def check_state_dict(model: nn.Module, state: Mapping[str, Tensor], what: str,

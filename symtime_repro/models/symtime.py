@@ -89,7 +89,10 @@ class MultiHeadSelfAttention(nn.Module):
         self.sdp_attn = _AttentionScale(self.head_dim)
         self.to_out = nn.Sequential(nn.Linear(d_model, d_model), nn.Dropout(proj_dropout))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, allowed: Optional[Tensor] = None) -> Tensor:
+        """``allowed``: None (every token sees every token, as in fine-tuning), a boolean
+        [batch, 1, tokens, tokens] mask, True where a query may attend to a key, or a float one added
+        to the scores (pre-training)."""
         batch, tokens, _ = x.shape
         split = (batch, tokens, self.n_heads, self.head_dim)
         q = self.W_Q(x).view(split).transpose(1, 2)
@@ -101,6 +104,7 @@ class MultiHeadSelfAttention(nn.Module):
             q * self.sdp_attn.scale.to(q.dtype),
             k,
             v,
+            attn_mask=allowed,
             dropout_p=self.attn_dropout if self.training else 0.0,
             scale=1.0,
         )
@@ -122,8 +126,8 @@ class EncoderLayer(nn.Module):
         self.dropout_ffn = nn.Dropout(dropout)
         self.norm_ffn = _norm_layer(norm, d_model)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.norm_attn(x + self.dropout_attn(self.self_attn(x)))
+    def forward(self, x: Tensor, allowed: Optional[Tensor] = None) -> Tensor:
+        x = self.norm_attn(x + self.dropout_attn(self.self_attn(x, allowed)))
         return self.norm_ffn(x + self.dropout_ffn(self.ff(x)))
 
 
@@ -150,13 +154,18 @@ class PatchEncoder(nn.Module):
         )
         self.apply(_xavier_linear)
 
-    def forward(self, patches: Tensor) -> Tensor:
-        """[batch, n_patches, patch_len] -> [batch, 1 + n_patches, d_model]."""
+    def forward(self, patches: Tensor, allowed: Optional[Tensor] = None, all_layers: bool = False) -> Tensor:
+        """[batch, n_patches, patch_len] -> [batch, 1 + n_patches, d_model].
+
+        ``allowed`` (pre-training): boolean [batch, 1, 1 + n_patches, 1 + n_patches], True where a
+        token may attend to another ([CLS] first). ``all_layers``: run every layer (pre-training),
+        not only the first ``forward_layers`` (fine-tuning).
+        """
         x = self.W_P(patches)
         x = torch.cat([self.cls_token.expand(x.size(0), -1, -1), x], dim=1)
         x = self.dropout(self.pe(x))
-        for layer in self.layers[: self.forward_layers]:
-            x = layer(x)
+        for layer in (self.layers if all_layers else self.layers[: self.forward_layers]):
+            x = layer(x, allowed)
         return x
 
 
