@@ -243,7 +243,7 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
                     "are not those of the full test set and do not compare with published numbers",
                     subset_phrase(coverage), rc.seed, rc.trainer.limit_eval_batches)
 
-    task.save_test_outputs(run_dir)
+    outputs = task.save_test_outputs(run_dir) or {}
 
     # The contract's metric names first, then whatever else the task reports (e.g. per-pattern values).
     metrics: dict[str, Any] = {k: test[k] for k in task.test_metric_names()}
@@ -285,11 +285,12 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
         "transfer_evaluation": adopted.transfer,
         "seed": rc.seed,
         "world_size": dist.world,
+        **outputs,  # what the task wrote beside the metrics (pre-training: its encoder file)
         "status": "completed",
     })
     write_json(run_dir / "metrics.json", metrics)
     (run_dir / RESUME_FILE).unlink(missing_ok=True)  # finished: checkpoint.pt keeps the best weights
-    _log_table(metrics, task.test_metric_names(), run_dir)
+    _log_table(metrics, task.test_metric_names(), run_dir, task.closing_note(outputs) if outputs else "")
     return broadcast_metrics(metrics, dist)
 
 
@@ -304,7 +305,7 @@ def coverage_record(scored: int, total: int, unit: str) -> dict[str, Any]:
             "test_sample_unit": unit}
 
 
-def _log_table(metrics: dict[str, Any], names: tuple[str, ...], run_dir: Path) -> None:
+def _log_table(metrics: dict[str, Any], names: tuple[str, ...], run_dir: Path, note: str = "") -> None:
     rows = [("task", metrics["task"]), ("dataset", metrics["dataset"]), ("mode", metrics["mode"]),
             ("device", metrics["device_name"]), ("epochs", metrics["epochs_run"])]
     mark = f" (subset: {subset_phrase(metrics)})" if metrics.get("test_subset") else ""
@@ -316,4 +317,4 @@ def _log_table(metrics: dict[str, Any], names: tuple[str, ...], run_dir: Path) -
     rows.append(("run dir", str(run_dir)))
     width = max(len(k) for k, _ in rows)
     lines = ["result", "-" * (width + 30)] + [f"{k:<{width}}  {v}" for k, v in rows]
-    show_result(log, "\n".join(lines))
+    show_result(log, "\n".join(lines + ([note] if note else [])))

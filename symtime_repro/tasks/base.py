@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Optional, Protocol
 
 import numpy as np
 import torch
@@ -53,8 +53,12 @@ class Task(Protocol):
     def test(self, model: nn.Module, splits: Splits, batches_for) -> dict[str, Any]:
         """Test metrics (BaseTask: evaluate() on the test split)."""
 
-    def save_test_outputs(self, run_dir) -> None:
-        """Called after the test evaluation; write extra files (optional, see BaseTask)."""
+    def save_test_outputs(self, run_dir) -> Optional[dict[str, Any]]:
+        """Called after the test evaluation; write extra files (optional, see BaseTask). What it
+        returns (file paths, a command) is added to metrics.json."""
+
+    def closing_note(self, outputs: dict[str, Any]) -> str:
+        """Lines printed under the run's result table, given what save_test_outputs returned."""
 
 
 class BaseTask:
@@ -74,8 +78,12 @@ class BaseTask:
         yields a split's batches on the device (anomaly detection also needs the train split)."""
         return self.evaluate(model, batches_for(splits.test))
 
-    def save_test_outputs(self, run_dir) -> None:
-        """Write task-specific test artefacts (e.g. the M4 forecast CSV) into the run dir."""
+    def save_test_outputs(self, run_dir) -> Optional[dict[str, Any]]:
+        """Write task-specific test artefacts (e.g. the M4 forecast CSV) into the run dir; return
+        what metrics.json should record of them (None: nothing)."""
+
+    def closing_note(self, outputs: dict[str, Any]) -> str:
+        return ""
 
     def test_metric_names(self) -> tuple[str, ...]:
         return tuple(self.cfg.task.metrics)

@@ -3,7 +3,8 @@
 ``conf/task/<name>.yaml`` declares, under ``task:``,
 
 * ``head``: what the network outputs, ``forecast`` (the next ``pred_len`` steps), ``reconstruct``
-  (the input window) or ``classify`` (class logits); the model is built from it;
+  (the input window), ``classify`` (class logits) or ``pretrain`` (the pre-training network's
+  losses, models/pretrain.py); the model is built from it;
 * ``metrics``: the test metrics the task reports, headline first (metrics.json, the run's table,
   the report's columns);
 * ``derived``: which of ``seq_len`` / ``pred_len`` the task derives from the data, so ``null``
@@ -22,7 +23,8 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 FACT_KEYS = ("head", "metrics", "derived", "report")
-HEADS = ("forecast", "reconstruct", "classify")  # the network's heads (models/symtime.py builds them)
+# The network's heads: models/symtime.py builds the first three, models/pretrain.py the last.
+HEADS = ("forecast", "reconstruct", "classify", "pretrain")
 
 
 @lru_cache(maxsize=None)
