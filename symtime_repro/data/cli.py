@@ -4,6 +4,7 @@
     download NAME…  fetch datasets (or --task T, --all) from the published sources, verified
     import PATH     place the files of a folder or zip you already have, in any published layout
     verify [NAME…]  sha256 of every present file against the catalog
+    generate s2     series-symbol pairs for pre-training, from the official generator (resumable)
     table           the catalog as a Markdown table (docs/data.md's)
 
 Exit status: 0 when the command did what was asked, 1 when a download failed or ``verify`` found a
@@ -266,12 +267,30 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    from . import s2
+
+    settings = s2.Settings(length=args.length, max_input_dim=args.max_input_dim, max_output_dim=args.max_output_dim,
+                           seed_start=args.seed_start, chunk_seeds=args.chunk_seeds)
+    workers = args.workers if args.workers is not None else s2.usable_cpus()
+    try:
+        outcome = s2.generate(Path(args.root), args.samples, settings, workers=workers, path=args.path,
+                              progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"interrupted; the finished chunks are kept in {Path(args.root) / args.path / s2.SHARDS} (no "
+              f"shard is half-written) and the same command resumes from them", file=sys.stderr)
+        return 130
+    for line in s2.summary(outcome):
+        print(line)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", default="data", help="data root (the runner's data.root; default: data)")
     top = argparse.ArgumentParser(prog="python -m symtime_repro.data", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = top.add_subparsers(dest="command", metavar="{list,status,download,import,verify,table}")
+    sub = top.add_subparsers(dest="command", metavar="{list,status,download,import,verify,generate,table}")
     for name in ("list", "status"):
         p = sub.add_parser(name, parents=[common], help="what is present, missing or damaged")
         p.add_argument("names", nargs="*", help="datasets (default: all)")
@@ -297,6 +316,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-mismatch", action="store_true",
                    help="place files whose sha256 differs from the published one (recorded as such)")
     p.set_defaults(func=cmd_import)
+    p = sub.add_parser("generate", parents=[common], help="generate a dataset that is made, not downloaded "
+                                                          "(s2: series-symbol pairs for pre-training)")
+    p.add_argument("what", choices=["s2"], help="s2: the S2 cache, <root>/S2 (conf/dataset/S2.yaml)")
+    p.add_argument("--samples", type=int, required=True,
+                   help="series-symbol pairs wanted (one response channel and its expression each)")
+    p.add_argument("--path", default="S2", help="the cache folder under --root (the run's dataset.path; default: S2)")
+    p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--length", type=int, default=256, help="steps per series (default 256)")
+    p.add_argument("--max-input-dim", type=int, default=2, help="excitation channels 1..this (default 2; official 6)")
+    p.add_argument("--max-output-dim", type=int, default=2, help="response channels 1..this (default 2; official 6)")
+    p.add_argument("--workers", type=int, help="processes (default: the usable CPUs)")
+    p.add_argument("--chunk-seeds", type=int, default=16, help="seeds per shard file (default 16)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
     p = sub.add_parser("table", help="the catalog as a Markdown table (datasets, tasks, sizes, sources, licences)")
     p.set_defaults(func=cmd_table)
     p = sub.add_parser("verify", parents=[common], help="sha256 of every present file against the catalog")
