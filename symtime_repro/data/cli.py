@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import EXIT_USER_ERROR, UserError
-from . import catalog, fetch, importer, inventory
+from . import catalog, fetch, fetch_command, importer, inventory
 from .catalog import Dataset
 
 log = logging.getLogger("symtime_repro.data")
@@ -70,7 +70,25 @@ def _m4_detail(statuses: list[inventory.FileStatus]) -> str:
     return f"patterns present: {', '.join(ready) if ready else 'none'}"
 
 
+def describe_generated(dataset: Dataset, root: Path, verify: bool = False) -> dict:
+    """A generated dataset (the S2 cache): its manifest says what is there."""
+    from . import s2
+
+    relative = dataset.files[0].path
+    cache = root / relative.rsplit("/", 1)[0]
+    state, detail = s2.describe_cache(cache, verify)
+    size = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) if cache.is_dir() else 0
+    notes = [detail] if detail else []
+    if state in ("missing", "corrupt") or not verify:
+        notes.append(f"generated, not downloaded: {s2.generate_command(root, 'N', cache.name)}")
+    return {"dataset": dataset.name, "tasks": list(dataset.tasks), "status": "present" if state == "ok" else state,
+            "bytes": size, "location": cache.name + "/", "kind": "generated",
+            "files": {relative: {"state": state, "detail": detail, "bytes": size}}, "notes": notes}
+
+
 def describe(dataset: Dataset, statuses: list[inventory.FileStatus], root: Path) -> dict:
+    if dataset.generated:
+        return describe_generated(dataset, root)
     state = inventory.dataset_state(statuses)
     notes = [f"{s.entry.path}: {s.detail}" for s in statuses if s.state in inventory.BAD]
     slices = [s for s in statuses if s.state == inventory.SLICE]
@@ -98,7 +116,7 @@ def describe(dataset: Dataset, statuses: list[inventory.FileStatus], root: Path)
 def cmd_list(args) -> int:
     root = Path(args.root)
     _require_root(root)
-    rows = [describe(d, inventory.dataset_statuses(root, d), root)
+    rows = [describe(d, [] if d.generated else inventory.dataset_statuses(root, d), root)
             for d in _select(args.names, args.task, False, "list")]
     if args.json:
         print(json.dumps({"root": str(root.resolve()), "datasets": rows}, indent=2))
@@ -131,6 +149,14 @@ def cmd_verify(args) -> int:
     rows, bad = [], 0
     chosen = _select(args.names, args.task, False, "verify")
     for dataset in chosen:
+        if dataset.generated:
+            row = describe_generated(dataset, root, verify=True)
+            for path, status in row["files"].items():
+                if status["state"] != "missing":
+                    rows.append({"dataset": dataset.name, "file": path, "state": status["state"],
+                                 "detail": status["detail"]})
+                    bad += status["state"] == "corrupt"
+            continue
         statuses = inventory.dataset_statuses(root, dataset, verify=True)
         for status in statuses:
             if status.state == inventory.MISSING:
@@ -160,7 +186,8 @@ def catalog_table() -> str:
     for d in catalog.DATASETS.values():
         known = [f.size for f in d.required]
         size = d.shape + (f"; {_size(sum(known))}" if all(known) else "")
-        lines.append(f"| {d.name} | {', '.join(d.tasks)} | {size} | {', '.join(d.sources)} | {d.license} |")
+        sources = "generated: `python -m symtime_repro.data generate s2`" if d.generated else ", ".join(d.sources)
+        lines.append(f"| {d.name} | {', '.join(d.tasks)} | {size} | {sources} | {d.license} |")
     lines += ["", "| source | what | where |", "|---|---|---|"]
     lines += [f"| {s.name} | {s.description} | {s.page()} |" for s in catalog.SOURCES.values()]
     return "\n".join(lines)
@@ -200,6 +227,13 @@ def cmd_download(args) -> int:
     transfer = fetch.Transfer(retries=args.retries, quiet=args.quiet, cookies=args.cookies,
                               refresh_listings=args.refresh)
     datasets = _select(args.names, args.task, args.all, "download")
+    generated = [d for d in datasets if d.generated]
+    if generated and len(generated) == len(datasets):
+        raise UserError(f"{', '.join(d.name for d in generated)} is generated, not downloaded: "
+                        f"{'; '.join(fetch_command(d.name, root) for d in generated)}")
+    for dataset in generated:
+        print(f"{dataset.name}: generated, not downloaded (skipped): {fetch_command(dataset.name, root)}")
+    datasets = [d for d in datasets if not d.generated]
     incomplete = []
     given_up: dict[str, str] = {}  # sources that failed as a whole are not asked again in this command
     for dataset in datasets:

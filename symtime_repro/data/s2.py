@@ -304,6 +304,31 @@ def read_manifest(cache: Path) -> Optional[dict[str, Any]]:
     return manifest
 
 
+def describe_cache(cache: Path, verify: bool = False) -> tuple[str, str]:
+    """(state, detail) of a cache for ``list`` (the manifest) and ``verify`` (every shard's sha256):
+    state is ``present``/``ok``, ``missing`` or ``corrupt``."""
+    try:
+        manifest = read_manifest(cache)
+    except UserError as exc:
+        return "corrupt", str(exc)
+    if manifest is None:
+        return "missing", ""
+    s = manifest["settings"]
+    what = (f"{manifest.get('pairs', '?')} pairs from seeds {manifest['seeds']['first']}-{manifest['seeds']['last']}, "
+            f"length {s.get('length')}, dims up to {s.get('max_input_dim')} in x {s.get('max_output_dim')} out")
+    if not verify:
+        return "present", what
+    for record in manifest["shards"]:
+        path = cache / record["file"]
+        if not path.is_file():
+            return "corrupt", (f"{path} is missing; run the generate command again, which makes it anew: "
+                               f"{generate_command(cache.parent, manifest.get('samples_requested', 'N'), cache.name)}")
+        if sha256_bytes(path.read_bytes()) != record["sha256"]:
+            return "corrupt", (f"{path} differs from the manifest's sha256; delete it and run the generate command "
+                               f"again: {generate_command(cache.parent, manifest.get('samples_requested', 'N'), cache.name)}")
+    return "ok", f"{what}; {len(manifest['shards'])} shards match the manifest's sha256"
+
+
 # --- the command --------------------------------------------------------------------------------
 
 
