@@ -17,7 +17,9 @@ import argparse
 import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -307,6 +309,11 @@ def cmd_generate(args) -> int:
     settings = s2.Settings(length=args.length, max_input_dim=args.max_input_dim, max_output_dim=args.max_output_dim,
                            seed_start=args.seed_start, chunk_seeds=args.chunk_seeds)
     workers = args.workers if args.workers is not None else s2.usable_cpus()
+
+    def stop(signum, frame):  # SIGTERM (a scheduler, `kill`) stops as Ctrl-C does: the pool first
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
     try:
         outcome = s2.generate(Path(args.root), args.samples, settings, workers=workers, path=args.path,
                               progress=not args.quiet)
@@ -314,6 +321,9 @@ def cmd_generate(args) -> int:
         print(f"interrupted; the finished chunks are kept in {Path(args.root) / args.path / s2.SHARDS} (no "
               f"shard is half-written) and the same command resumes from them", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     for line in s2.summary(outcome):
         print(line)
     return 0
