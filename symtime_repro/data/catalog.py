@@ -82,7 +82,7 @@ class Signature:
     ``csv``: the first header field is ``first`` (and there are ``width`` columns when set);
     ``m4``: an M4 series CSV whose first id starts with ``first``; ``ts``: a UEA file whose
     ``@problemName`` is ``first``; ``npy``: a NumPy array of ``ndim`` dimensions whose last one is
-    ``width`` (when set).
+    ``width`` (when set); ``json``: a JSON object (a generated cache's manifest).
     """
 
     kind: str
@@ -120,6 +120,14 @@ class Dataset:
     license: str
     origin: str
     note: str = ""  # why it can't be downloaded, etc.
+    # "download": published files, fetched or imported; "generated": made here by
+    # `python -m symtime_repro.data generate` (never downloaded or imported; its one catalog file is
+    # the cache's manifest, which lists and hashes the rest).
+    kind: str = "download"
+
+    @property
+    def generated(self) -> bool:
+        return self.kind == "generated"
 
     @property
     def required(self) -> tuple[DataFile, ...]:
@@ -258,6 +266,11 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             TSLIB_SOURCES, "495000 / 449919 x 51", "iTrust SUTD: by request, not redistributable",
             "iTrust, SUTD (Goh et al., CRITIS 2016)",
             note="iTrust gives SWaT only on request; if no public folder holds it, request it and use `import`"),
+    # Pre-training pairs (SymTime's S2 data): generated with the official package, never downloaded.
+    Dataset("S2", ("pretrain",), (DataFile("S2/manifest.json", Signature("json")),), (),
+            "series-symbol pairs, generated (N chosen)", "MIT (s2generator); the pairs are made locally",
+            "wwhenxuan/S2Generator (PyPI s2generator), as SymTime's data_provider/s2generator_main.py",
+            note="generated, not downloaded: python -m symtime_repro.data generate s2 --samples N", kind="generated"),
 )}
 
 # Names of files published beside the data that the runner does not need, and why (for `import`).

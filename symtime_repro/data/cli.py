@@ -4,6 +4,7 @@
     download NAME…  fetch datasets (or --task T, --all) from the published sources, verified
     import PATH     place the files of a folder or zip you already have, in any published layout
     verify [NAME…]  sha256 of every present file against the catalog
+    generate s2     series-symbol pairs for pre-training, from the official generator (resumable)
     table           the catalog as a Markdown table (docs/data.md's)
 
 Exit status: 0 when the command did what was asked, 1 when a download failed or ``verify`` found a
@@ -16,12 +17,14 @@ import argparse
 import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import EXIT_USER_ERROR, UserError
-from . import catalog, fetch, importer, inventory
+from . import catalog, fetch, fetch_command, importer, inventory
 from .catalog import Dataset
 
 log = logging.getLogger("symtime_repro.data")
@@ -69,7 +72,25 @@ def _m4_detail(statuses: list[inventory.FileStatus]) -> str:
     return f"patterns present: {', '.join(ready) if ready else 'none'}"
 
 
+def describe_generated(dataset: Dataset, root: Path, verify: bool = False) -> dict:
+    """A generated dataset (the S2 cache): its manifest says what is there."""
+    from . import s2
+
+    relative = dataset.files[0].path
+    cache = root / relative.rsplit("/", 1)[0]
+    state, detail = s2.describe_cache(cache, verify)
+    size = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) if cache.is_dir() else 0
+    notes = [detail] if detail else []
+    if state in ("missing", "corrupt") or not verify:
+        notes.append(f"generated, not downloaded: {s2.generate_command(root, 'N', cache.name)}")
+    return {"dataset": dataset.name, "tasks": list(dataset.tasks), "status": "present" if state == "ok" else state,
+            "bytes": size, "location": cache.name + "/", "kind": "generated",
+            "files": {relative: {"state": state, "detail": detail, "bytes": size}}, "notes": notes}
+
+
 def describe(dataset: Dataset, statuses: list[inventory.FileStatus], root: Path) -> dict:
+    if dataset.generated:
+        return describe_generated(dataset, root)
     state = inventory.dataset_state(statuses)
     notes = [f"{s.entry.path}: {s.detail}" for s in statuses if s.state in inventory.BAD]
     slices = [s for s in statuses if s.state == inventory.SLICE]
@@ -97,7 +118,7 @@ def describe(dataset: Dataset, statuses: list[inventory.FileStatus], root: Path)
 def cmd_list(args) -> int:
     root = Path(args.root)
     _require_root(root)
-    rows = [describe(d, inventory.dataset_statuses(root, d), root)
+    rows = [describe(d, [] if d.generated else inventory.dataset_statuses(root, d), root)
             for d in _select(args.names, args.task, False, "list")]
     if args.json:
         print(json.dumps({"root": str(root.resolve()), "datasets": rows}, indent=2))
@@ -130,6 +151,14 @@ def cmd_verify(args) -> int:
     rows, bad = [], 0
     chosen = _select(args.names, args.task, False, "verify")
     for dataset in chosen:
+        if dataset.generated:
+            row = describe_generated(dataset, root, verify=True)
+            for path, status in row["files"].items():
+                if status["state"] != "missing":
+                    rows.append({"dataset": dataset.name, "file": path, "state": status["state"],
+                                 "detail": status["detail"]})
+                    bad += status["state"] == "corrupt"
+            continue
         statuses = inventory.dataset_statuses(root, dataset, verify=True)
         for status in statuses:
             if status.state == inventory.MISSING:
@@ -159,7 +188,8 @@ def catalog_table() -> str:
     for d in catalog.DATASETS.values():
         known = [f.size for f in d.required]
         size = d.shape + (f"; {_size(sum(known))}" if all(known) else "")
-        lines.append(f"| {d.name} | {', '.join(d.tasks)} | {size} | {', '.join(d.sources)} | {d.license} |")
+        sources = "generated: `python -m symtime_repro.data generate s2`" if d.generated else ", ".join(d.sources)
+        lines.append(f"| {d.name} | {', '.join(d.tasks)} | {size} | {sources} | {d.license} |")
     lines += ["", "| source | what | where |", "|---|---|---|"]
     lines += [f"| {s.name} | {s.description} | {s.page()} |" for s in catalog.SOURCES.values()]
     return "\n".join(lines)
@@ -199,6 +229,13 @@ def cmd_download(args) -> int:
     transfer = fetch.Transfer(retries=args.retries, quiet=args.quiet, cookies=args.cookies,
                               refresh_listings=args.refresh)
     datasets = _select(args.names, args.task, args.all, "download")
+    generated = [d for d in datasets if d.generated]
+    if generated and len(generated) == len(datasets):
+        raise UserError(f"{', '.join(d.name for d in generated)} is generated, not downloaded: "
+                        f"{'; '.join(fetch_command(d.name, root) for d in generated)}")
+    for dataset in generated:
+        print(f"{dataset.name}: generated, not downloaded (skipped): {fetch_command(dataset.name, root)}")
+    datasets = [d for d in datasets if not d.generated]
     incomplete = []
     given_up: dict[str, str] = {}  # sources that failed as a whole are not asked again in this command
     for dataset in datasets:
@@ -266,12 +303,38 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    from . import s2
+
+    settings = s2.Settings(length=args.length, max_input_dim=args.max_input_dim, max_output_dim=args.max_output_dim,
+                           seed_start=args.seed_start, chunk_seeds=args.chunk_seeds)
+    workers = args.workers if args.workers is not None else s2.usable_cpus()
+
+    def stop(signum, frame):  # SIGTERM (a scheduler, `kill`) stops as Ctrl-C does: the pool first
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
+    try:
+        outcome = s2.generate(Path(args.root), args.samples, settings, workers=workers, path=args.path,
+                              progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"interrupted; the finished chunks are kept in {Path(args.root) / args.path / s2.SHARDS} (no "
+              f"shard is half-written) and the same command resumes from them", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    for line in s2.summary(outcome):
+        print(line)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", default="data", help="data root (the runner's data.root; default: data)")
     top = argparse.ArgumentParser(prog="python -m symtime_repro.data", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = top.add_subparsers(dest="command", metavar="{list,status,download,import,verify,table}")
+    sub = top.add_subparsers(dest="command", metavar="{list,status,download,import,verify,generate,table}")
     for name in ("list", "status"):
         p = sub.add_parser(name, parents=[common], help="what is present, missing or damaged")
         p.add_argument("names", nargs="*", help="datasets (default: all)")
@@ -297,6 +360,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-mismatch", action="store_true",
                    help="place files whose sha256 differs from the published one (recorded as such)")
     p.set_defaults(func=cmd_import)
+    p = sub.add_parser("generate", parents=[common], help="generate a dataset that is made, not downloaded "
+                                                          "(s2: series-symbol pairs for pre-training)")
+    p.add_argument("what", choices=["s2"], help="s2: the S2 cache, <root>/S2 (conf/dataset/S2.yaml)")
+    p.add_argument("--samples", type=int, required=True,
+                   help="series-symbol pairs wanted (one response channel and its expression each)")
+    p.add_argument("--path", default="S2", help="the cache folder under --root (the run's dataset.path; default: S2)")
+    p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--length", type=int, default=256, help="steps per series (default 256)")
+    p.add_argument("--max-input-dim", type=int, default=2, help="excitation channels 1..this (default 2; official 6)")
+    p.add_argument("--max-output-dim", type=int, default=2, help="response channels 1..this (default 2; official 6)")
+    p.add_argument("--workers", type=int, help="processes (default: the usable CPUs)")
+    p.add_argument("--chunk-seeds", type=int, default=16, help="seeds per shard file (default 16)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
     p = sub.add_parser("table", help="the catalog as a Markdown table (datasets, tasks, sizes, sources, licences)")
     p.set_defaults(func=cmd_table)
     p = sub.add_parser("verify", parents=[common], help="sha256 of every present file against the catalog")

@@ -113,6 +113,8 @@ def _walk_zip(archive: zipfile.ZipFile, label: str) -> Iterator[Found | None]:
 def _targets_by_name() -> dict[str, list[DataFile]]:
     table: dict[str, list[DataFile]] = {}
     for dataset in DATASETS.values():
+        if dataset.generated:  # made by `generate`; a manifest.json found in a folder is not its cache
+            continue
         for entry in dataset.files:
             for name in entry.names:
                 table.setdefault(name, []).append(entry)
@@ -122,6 +124,8 @@ def _targets_by_name() -> dict[str, list[DataFile]]:
 def _targets_by_size() -> dict[int, list[DataFile]]:
     table: dict[int, list[DataFile]] = {}
     for dataset in DATASETS.values():
+        if dataset.generated:
+            continue
         for entry in dataset.files:
             if entry.size is not None:
                 table.setdefault(entry.size, []).append(entry)

@@ -96,6 +96,8 @@ def signature_problem(head: bytes, signature: Signature) -> Optional[str]:
         return "it is an HTML page (an error or login page), not the data"
     if signature.kind == "npy":
         return _npy_problem(head, signature)
+    if signature.kind == "json":
+        return None if head.lstrip().startswith(b"{") else "not a JSON object"
     text = head.decode("utf-8", errors="replace")
     if signature.kind == "ts":
         for line in text.splitlines():

@@ -20,7 +20,7 @@ from ..data import missing_file_message
 from ..errors import UserError
 
 # dataset.family -> the module in this package that reads it.
-FAMILIES = {"csv": "csv_series", "m4": "m4", "uea": "uea", "anomaly": "anomaly"}
+FAMILIES = {"csv": "csv_series", "m4": "m4", "uea": "uea", "anomaly": "anomaly", "s2": "s2"}
 
 
 def family_module(family: str):
