@@ -126,6 +126,7 @@ def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, t
         if saved is None:
             require_names_for_official(cfg.ckpt, command_line_overrides())
     rc: RunConfig = validate(cfg)
+    task = make_task(rc)  # a task refuses a dataset it cannot use (classification on ETTh1) before files are checked
     check_files(rc.dataset, rc.data.root)  # a missing file stops the run here, before any work
     seed_everything(rc.seed)
     dist = distributed.from_env()
@@ -134,7 +135,6 @@ def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, t
     device = devices.setup(rc.device if rc.framework == "torch" else cpu_for_data(rc.device), dist)
     distributed.init(dist, device.kind)
 
-    task = make_task(rc)
     splits = task.datasets()
     rc = task.resolve(splits)  # what the data decided (M4 horizons, UEA lengths) filled in: the config run and recorded
     check_fits_in_memory(rc, splits.info.get("enc_in", 1))

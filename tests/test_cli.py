@@ -80,12 +80,12 @@ def test_multirun_gives_one_run_dir_per_job(tmp_path):
 def test_help_works_from_another_directory(tmp_path):
     result = run_cli(["--help"], cwd=tmp_path)
     assert result.returncode == 0
-    assert "dataset: ECL, ETTh1" in result.stdout and "task: anomaly, classification, imputation, long_term, short_term" in result.stdout
+    assert "dataset: ECL, ETTh1" in result.stdout and "task: anomaly, classification, imputation, long_term, pretrain, short_term" in result.stdout
 
 
 ERROR_CASES = {
     "unknown dataset": (["dataset=nope"], "dataset=nope is not available; choose one of: ECL, ETTh1"),
-    "unknown task": (["task=nope"], "task=nope is not available; choose one of: anomaly, classification, imputation, long_term, short_term"),
+    "unknown task": (["task=nope"], "task=nope is not available; choose one of: anomaly, classification, imputation, long_term, pretrain, short_term"),
     "zero horizon": (["task.pred_len=0"], "task.pred_len must be a positive integer, got 0"),
     "non-numeric lr": (["trainer.lr=abc"], "trainer.lr=abc"),
     "missing data file": (["data.root=/nonexistent/place"], "file not found: /nonexistent/place/ETT-small/ETTh1.csv. "

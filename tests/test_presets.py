@@ -47,8 +47,9 @@ INERT = {("classification", "lradj"): "constant"}
 
 
 def preset_names() -> list[str]:
+    """The official fine-tuning presets (pre-training's two presets are tested in test_pretrain.py)."""
     return sorted(p.relative_to(EXPERIMENTS).with_suffix("").as_posix()
-                  for p in EXPERIMENTS.rglob("*.yaml") if p.stem != "quickstart")
+                  for p in EXPERIMENTS.rglob("*.yaml") if p.stem != "quickstart" and p.parent.name != "pretrain")
 
 
 PRESETS = preset_names()

@@ -50,7 +50,7 @@ UNKNOWN_NAMES = {
     "dataset force-added": (["++dataset=ETTh3"], "dataset=ETTh3 is not available; did you mean ETTh"),
     "dataset in a sweep": (["-m", "dataset=ETTh1,ETTm3"], "dataset=ETTm3 is not available; did you mean ETTm"),
     "task typo": (["task=longterm"], "task=longterm is not available; did you mean long_term? Choose one of: "
-                  "anomaly, classification, imputation, long_term, short_term"),
+                  "anomaly, classification, imputation, long_term, pretrain, short_term"),
     "model typo": (["model=symtime_base"], "model=symtime_base is not available; did you mean symtime"),
     "model preset typo": (["model=symtime_tni"], "model=symtime_tni is not available; did you mean symtime_tiny?"),
     "device alias": (["device=gpu"], "device=gpu is not available: gpu is called cuda here; use device=cuda"),

@@ -3,11 +3,10 @@
 A pair is a window of one generated response channel and the tokens of that channel's expression:
 
 * **splits by seed**, so an expression (and every window cut from its series) is in one split only:
-  of the distinct seeds that kept a pair, sorted, the last ``max(1, round(5 %))`` are test, the
-  ``max(1, round(5 %))`` before them validation, the rest train. A cache from fewer than 3 such seeds
-  is refused. The rule reads the cache as it is: extending the cache moves the old test seeds into
-  train (and the new last seeds become test), so compare runs on one cache (its fingerprint is in
-  ``info["manifest"]``).
+  seeds with ``seed % 20 == 19`` are test, ``seed % 20 == 18`` validation (5 % each), the rest
+  train. The rule depends on the seed alone, so extending the cache (a larger ``--samples``) keeps
+  every earlier pair in its split. A cache without such seeds (fewer than 20) takes its last seed
+  for test and the one before for validation; fewer than 3 seeds are refused.
 * **windows**: each series is cut into non-overlapping windows of ``context`` steps from its start
   (a remainder shorter than ``context`` is dropped), each window z-normalised on its own (mean,
   population std + :data:`EPS`); a window that is constant after cutting is dropped.
@@ -35,7 +34,7 @@ from . import resolve_data_file, s2_tokens
 log = logging.getLogger(__name__)
 
 EPS = 1e-5  # added to each window's std
-SPLIT_SHARE = 0.05  # of the seeds, for validation and for test each
+SPLIT_EVERY = 20  # of every 20 seeds, the last is test and the one before validation (5 % each)
 
 
 def required_files(dataset_cfg) -> list[str]:
@@ -96,12 +95,12 @@ def split_seeds(seeds: np.ndarray) -> dict[str, np.ndarray]:
     if n < 3:
         raise UserError(f"the S2 cache holds pairs from {n} seed(s); train, validation and test need at least one "
                         f"seed each: generate more pairs (a larger --samples)")
-    n_test = max(1, round(SPLIT_SHARE * n))
-    n_val = max(1, round(SPLIT_SHARE * n))
-    if n_test + n_val >= n:
-        n_test = n_val = 1
-    return {"train": distinct[:n - n_test - n_val], "val": distinct[n - n_test - n_val:n - n_test],
-            "test": distinct[n - n_test:]}
+    test = distinct[distinct % SPLIT_EVERY == SPLIT_EVERY - 1]
+    val = distinct[distinct % SPLIT_EVERY == SPLIT_EVERY - 2]
+    if not len(test) or not len(val):  # a cache of fewer than SPLIT_EVERY seeds: its last two seeds
+        test, val = distinct[-1:], distinct[-2:-1]
+    held_out = np.concatenate([val, test])
+    return {"train": distinct[~np.isin(distinct, held_out)], "val": val, "test": test}
 
 
 def cut_windows(series: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:

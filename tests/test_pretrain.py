@@ -1,0 +1,185 @@
+"""task=pretrain end to end on a real (tiny) S2 cache: generate, pre-train, fine-tune ETTh1 with the
+encoder it wrote; resume, the controls, the official-queue refusal and bad input."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import DATA_ROOT, REPO, TINY, assert_user_error, read_metrics, run_cli
+from symtime_repro.models import build_model
+from conftest import tiny_model_cfg
+
+# The quick preset at CI size: a 64-step context (4 patches of 16), a few dozen steps.
+PRETRAIN = ["task=pretrain", "experiment=pretrain/quick", "task.seq_len=64", "trainer.batch_size=16",
+            "trainer.eval_batch_size=64", "trainer.epochs=3", "pretrain.queue_size=64", "device.threads=2",
+            "trainer.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def s2_root(tmp_path_factory):
+    """A small real S2 cache (the official generator), as the README's first command makes it."""
+    root = tmp_path_factory.mktemp("s2data")
+    made = subprocess.run([sys.executable, "-m", "symtime_repro.data", "generate", "s2", "--samples", "160",
+                           "--root", str(root), "--length", "64", "--max-input-dim", "1", "--max-output-dim", "2",
+                           "--workers", "2", "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr[-2000:]
+    return root
+
+
+def pretrain_args(root, *extra):
+    return [*PRETRAIN, f"data.root={root}", *extra]
+
+
+@pytest.fixture(scope="module")
+def pretrained(s2_root, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("pretrained") / "run"
+    result = run_cli(pretrain_args(s2_root), run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
+def test_pretraining_writes_an_official_layout_encoder_and_prints_its_fine_tuning_command(pretrained):
+    run_dir, result = pretrained
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["task"] == "pretrain" and metrics["epochs_run"] == 3
+    for name in ("mtm_loss", "mlm_loss", "t2s_loss", "s2t_loss", "retrieval_top1"):
+        assert metrics[name] == metrics[name]  # present and not NaN
+    encoder = torch.load(metrics["encoder"], weights_only=True)
+    # The official finetuning.pth layout: exactly the fine-tuning network's time_encoder state dict.
+    finetune = build_model("forecast", 7, 96, 96, tiny_model_cfg(forward_layers=2))
+    expected = finetune.time_encoder.state_dict()
+    assert encoder.keys() == expected.keys()
+    assert all(encoder[k].shape == expected[k].shape for k in expected)
+    # The best epoch's weights (checkpoint.pt) are the ones written.
+    best = torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(encoder[k], best[f"time_encoder.{k}"]) for k in encoder)
+    assert "fine-tune with this encoder:" in result.stdout
+    assert metrics["finetune_command"] in result.stdout
+    assert metrics["finetune_command"].startswith("python -m symtime_repro task=long_term dataset=ETTh1 "
+                                                  "model=symtime_tiny model.forward_layers=2 model.pretrained=")
+
+
+def test_the_printed_command_fine_tunes_etth1_from_the_encoder(pretrained, tmp_path):
+    run_dir, _ = pretrained
+    command = shlex.split(read_metrics(run_dir)["finetune_command"])
+    assert command[:3] == ["python", "-m", "symtime_repro"]
+    finetuned = tmp_path / "finetuned"
+    result = run_cli([*command[3:], *TINY[2:], "trainer.epochs=1", "trainer.limit_train_batches=2",
+                      "trainer.limit_eval_batches=1"], finetuned)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "loaded the pre-trained encoder from" in result.stderr
+    metrics = read_metrics(finetuned)
+    assert metrics["pretrained"] == read_metrics(run_dir)["encoder"] and metrics["status"] == "completed"
+
+
+def test_an_encoder_of_another_size_is_named_by_its_size(pretrained, tmp_path):
+    run_dir, _ = pretrained
+    result = run_cli(["model=symtime_small", f"model.pretrained={run_dir / 'encoder.pth'}", *TINY[2:]],
+                     tmp_path / "run")
+    assert_user_error(result, "d_model=32 and 2 layers (d_ff=64, patch_len=16, BatchNorm) (use model=symtime_tiny)",
+                      tmp_path / "run")
+
+
+def test_a_killed_pretraining_resumes_bit_for_bit(s2_root, tmp_path, pretrained):
+    whole, _ = pretrained
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "symtime_repro", *pretrain_args(s2_root), f"hydra.run.dir={killed}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if "epoch 2/3: step" in line:
+            break
+    else:
+        raise AssertionError("the run ended before epoch 2:\n" + "".join(seen[-20:]))
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    result = run_cli([*pretrain_args(s2_root), "resume=true"], killed)
+    assert result.returncode == 0, result.stderr[-2000:]
+    a, b = read_metrics(whole), read_metrics(killed)
+    assert b["resumed_from_epoch"] == 1
+    # Weights, optimiser, OneCycle schedule, queues, momentum encoders and random state all restored.
+    for name in ("mtm_loss", "mlm_loss", "t2s_loss", "s2t_loss", "retrieval_top1"):
+        assert a[name] == b[name], name
+    first, second = torch.load(a["encoder"], weights_only=True), torch.load(b["encoder"], weights_only=True)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_the_schedule_is_official_onecycle_over_every_batch(pretrained):
+    run_dir, _ = pretrained
+    rows = [line.split(",") for line in (run_dir / "history.csv").read_text().splitlines()]
+    lr_at_end_of = {int(row[0]): float(row[rows[0].index("lr")]) for row in rows[1:]}
+    per_epoch = -(-read_metrics(run_dir)["train_pairs"] // 16)  # batches of 16, the last one partial
+    # torch's OneCycleLR over every batch of the 3 epochs, 1 of warm-up (the quick preset), by hand.
+    optimizer = torch.optim.AdamW(torch.nn.Linear(1, 1).parameters(), lr=0.001)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.001, total_steps=per_epoch * 3,
+                                                   pct_start=1 / 3, anneal_strategy="cos", base_momentum=0.85,
+                                                   max_momentum=0.95)
+    for epoch in (1, 2, 3):
+        for _ in range(per_epoch):
+            optimizer.step()
+            schedule.step()
+        assert lr_at_end_of[epoch] == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-9)
+    assert lr_at_end_of[1] == pytest.approx(0.001, rel=0.02)  # about the peak (reached a step before the end of the warm-up)
+
+
+@pytest.mark.parametrize("symbols", ["none", "shuffled"])
+def test_the_controls_run(s2_root, tmp_path, symbols):
+    run_dir = tmp_path / symbols
+    result = run_cli(pretrain_args(s2_root, f"pretrain.symbols={symbols}", "trainer.epochs=2"), run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = read_metrics(run_dir)
+    assert (("mlm_loss" in metrics) is (symbols == "shuffled")) and metrics["mtm_loss"] > 0
+    assert (run_dir / "encoder.pth").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["pretrain.queue_enqueue=official", "pretrain.queue_size=60"],
+     "pretrain.queue_enqueue=official: the official code asserts queue_size % batch == 0, and 60 % 16 = 12"),
+    (["pretrain.time_mask_ratio=0.2"], "pretrain.time_mask_ratio=0.2 masks no patch of the 4 in a window"),
+    (["dataset=ETTh1"], "task=pretrain trains on series-symbol pairs (dataset=S2"),
+    (["pretrain.symbol.tokenizer=/nonexistent/tokenizer"], "/nonexistent/tokenizer"),
+    (["symbol_encoder=smal"], "did you mean small"),
+])
+def test_bad_pretraining_input_is_one_clear_error(s2_root, tmp_path, extra, message):
+    result = run_cli(pretrain_args(s2_root, *extra), tmp_path / "run")
+    assert_user_error(result, message, tmp_path / "run")
+
+
+def test_a_missing_cache_names_the_generate_command(tmp_path):
+    result = run_cli(pretrain_args(tmp_path), tmp_path / "run")
+    assert_user_error(result, "python -m symtime_repro.data generate s2", tmp_path / "run")
+
+
+def test_the_official_preset_is_the_official_script():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from symtime_repro.config import register_configs, validate
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            run = validate(compose(config_name="config", overrides=["task=pretrain", "experiment=pretrain/official"]))
+    finally:
+        GlobalHydra.instance().clear()
+    # scripts/SymTime_pretrain.sh (and pretrain.py / configs/SymTime_base.yaml for what it leaves out)
+    t, m, p, s = run.trainer, run.model, run.pretrain, run.pretrain.symbol
+    assert (run.dataset.family, run.task.seq_len, m.patch_len, m.stride, m.d_model, m.n_layers, m.d_ff) == (
+        "s2", 256, 16, 16, 512, 6, 2048)
+    assert (t.batch_size, t.epochs, t.warmup_epochs, t.lr, t.optimizer, t.weight_decay, t.lradj) == (
+        128, 256, 32, 1e-5, "adamw", 1e-4, "onecycle")
+    assert (p.time_mask_ratio, p.sym_mask_ratio, p.momentum, p.queue_size, p.temp, p.alpha, p.embed_dim) == (
+        0.4, 0.15, 0.995, 60000, 0.07, 0.4, 128)
+    assert (s.name, s.layers, s.hidden, s.heads, s.ffn, s.frozen_layers) == ("distilbert", 6, 768, 12, 3072, 3)
+    assert (p.attention, p.contrastive_targets) == ("official", "official")
