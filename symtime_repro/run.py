@@ -153,7 +153,7 @@ def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, t
     elif rc.model.pretrained:
         load_pretrained_encoder(model, rc.model.pretrained)
         log.info("loaded the pre-trained encoder from %s", rc.model.pretrained)
-    else:
+    elif rc.task.head != "pretrain":  # pre-training starts from random weights by design
         log.warning("model.pretrained is null: fine-tuning from a randomly initialised encoder; results will "
                     "not match the paper's. Pass model.pretrained=<finetuning.pth> (see README) to reproduce them.")
     model.to(device.torch_device)
