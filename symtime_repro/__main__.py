@@ -36,7 +36,7 @@ from .frameworks import restart_in_framework_venv
 from .config import register_configs, unknown_key, unknown_option
 from .errors import EXIT_PREEMPTED, EXIT_RUN_FAILED, EXIT_USER_ERROR, Preempted, RunFailed, TrialFailed, UserError
 from .preemption import StopRequest, requeue_slurm_job
-from .search import NO_TRIAL_COMPLETED, is_search, objective
+from .search import is_search, no_trial_completed, objective
 
 log = logging.getLogger("symtime_repro")
 
@@ -372,7 +372,7 @@ def launch(hydra_app: Callable[[], None]) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     except (ValueError, TypeError) as exc:
-        if str(exc) == NO_TRIAL_COMPLETED:  # the Optuna sweeper asks for the best trial of a study with none
+        if no_trial_completed(exc):  # the Optuna sweeper asks for the best trial of a study with none
             print("error: no trial of the search completed, so there is no best one; each trial's run.log (in the "
                   "sweep dir) says why it failed", file=sys.stderr)
             sys.exit(EXIT_RUN_FAILED)

@@ -37,13 +37,25 @@ log = logging.getLogger("symtime_repro")
 OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper."  # the plugin's module, in hydra.sweeper._target_
 BEST_TRIAL_FILE = "best_trial.sh"
 SQLITE = "sqlite:///"
-NO_TRIAL_COMPLETED = "No trials are completed yet."  # Optuna's ValueError for a study with no finished trial
+# Optuna's ValueError for the best trial of a study with no completed trial (in memory; SQL storage)
+NO_TRIAL_COMPLETED = ("No trials are completed yet.", "Record does not exist.")
 
 
 def is_search(hydra_cfg: Any) -> bool:
     """Whether this multirun is an Optuna search (``hydra_cfg``: the ``hydra`` node or HydraConfig)."""
     sweeper = hydra_cfg.get("sweeper") if hydra_cfg is not None else None
     return bool(sweeper) and str(sweeper.get("_target_", "")).startswith(OPTUNA_SWEEPER)
+
+
+def no_trial_completed(exc: BaseException) -> bool:
+    """Whether ``exc`` is the Optuna sweeper, at the end of a search, asking for the best trial of a
+    study none of whose trials completed."""
+    import traceback
+
+    if not isinstance(exc, ValueError) or str(exc) not in NO_TRIAL_COMPLETED:
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    return any("hydra_optuna_sweeper" in f.filename for f in frames) and any(f.name == "best_trial" for f in frames)
 
 
 def objective(metrics: Optional[Mapping[str, Any]]) -> Optional[float]:

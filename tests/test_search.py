@@ -163,3 +163,13 @@ def test_a_report_that_fails_is_a_warning_not_a_failed_sweep(tmp_path, caplog):
         assert report_sweep(tmp_path) is False
     assert "no report for the sweep" in caplog.text and f"python -m symtime_repro.report {tmp_path}" in caplog.text
     assert report_sweep(tmp_path / "never_created") is False  # a sweep that ran nothing: silence
+
+
+def test_a_search_none_of_whose_trials_completes_ends_with_one_line(tmp_path):
+    result = search(tmp_path / "sweep", f"sqlite:///{tmp_path / 'optuna.db'}", "model.stride=0",
+                    "hydra.sweeper.n_trials=2")
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("error: no trial of the search completed, so there is no best "
+                                                      "one; each trial's run.log (in the sweep dir) says why it failed")
+    assert [t.state.name for t in study_of(f"sqlite:///{tmp_path / 'optuna.db'}").trials] == ["FAIL", "FAIL"]
