@@ -40,8 +40,10 @@ run_sweep() {
     fi
     SWEEP=${SWEEP_DIR:-outputs/multirun/${task}_$(date +%Y-%m-%d_%H-%M-%S)}
     echo "sweep: ${experiments//,/ } -> $SWEEP" >&2
+    # The script reports once itself, after its own steps (M4 scores first): the sweep's own report
+    # at its end (hydra.callbacks.sweep_report) is turned off so it is not written twice.
     "$PY" -m symtime_repro -m "experiment=$experiments" "hydra.sweep.dir=$SWEEP" \
-        resume=true \
+        resume=true '~hydra.callbacks.sweep_report' \
         ${quick_overrides[@]+"${quick_overrides[@]}"} ${overrides[@]+"${overrides[@]}"}
 }
 

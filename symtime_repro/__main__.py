@@ -34,8 +34,9 @@ from omegaconf.errors import OmegaConfBaseException
 from .allocator import restart_with_mimalloc
 from .frameworks import restart_in_framework_venv
 from .config import register_configs, unknown_key, unknown_option
-from .errors import EXIT_PREEMPTED, EXIT_RUN_FAILED, EXIT_USER_ERROR, Preempted, RunFailed, UserError
+from .errors import EXIT_PREEMPTED, EXIT_RUN_FAILED, EXIT_USER_ERROR, Preempted, RunFailed, TrialFailed, UserError
 from .preemption import StopRequest, requeue_slurm_job
+from .search import is_search, no_trial_completed, objective
 
 log = logging.getLogger("symtime_repro")
 
@@ -57,20 +58,32 @@ def app_started() -> None:
 
 
 @hydra.main(config_path="pkg://symtime_repro.conf", config_name="config", version_base="1.3")
-def hydra_main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> Optional[float]:
+    """One run. Returns the value a search optimises (:func:`symtime_repro.search.objective`: the best
+    validation value of the task's monitored metric), None when the run has none.
+
+    Under hydra/sweeper=optuna a refused or failed run raises :class:`TrialFailed` instead of ending
+    the process: Hydra records the job as failed, the sweeper the trial, and the study goes on (its
+    run dir, run.log included, is kept to say why)."""
     app_started()
     from .run import run  # imported here so `--help` and config errors stay fast
 
     logging.captureWarnings(True)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    searching = is_search(hydra_cfg)
     try:
-        run(cfg, run_dir)
+        metrics = run(cfg, run_dir)
     except UserError as exc:
         log.error("error: %s", exc)
+        if searching:
+            raise TrialFailed(f"refused: {exc}") from None
         remove_refused_run_dir(run_dir)
         sys.exit(EXIT_USER_ERROR)
     except RunFailed as exc:
         log.error("error: %s", exc)
+        if searching:
+            raise TrialFailed(f"failed: {exc}") from None
         sys.exit(EXIT_RUN_FAILED)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -81,6 +94,11 @@ def hydra_main(cfg: DictConfig) -> None:
                   "(each is written whole or not at all). Free space and continue with resume=true "
                   "hydra.run.dir=%s", exc.filename or "a file", exc.strerror, run_dir, run_dir)
         sys.exit(EXIT_RUN_FAILED)
+    value = objective(metrics)
+    if searching and value is None:
+        raise TrialFailed(f"the run in {run_dir} ended without a validation value to optimise (a search trains: "
+                          f"mode=train, trainer.epochs >= 1)")
+    return value
 
 
 def run_dir_pattern(argv: list[str]) -> str:
@@ -354,6 +372,10 @@ def launch(hydra_app: Callable[[], None]) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     except (ValueError, TypeError) as exc:
+        if no_trial_completed(exc):  # the Optuna sweeper asks for the best trial of a study with none
+            print("error: no trial of the search completed, so there is no best one; each trial's run.log (in the "
+                  "sweep dir) says why it failed", file=sys.stderr)
+            sys.exit(EXIT_RUN_FAILED)
         if _app.entered:  # after our app started, a bug shows its traceback
             raise
         # Hydra raises plain ValueError / TypeError for some overrides it cannot compose (dataset=-1, dataset=[1,2]).
@@ -396,9 +418,27 @@ def busy_run_dir(argv: list[str]) -> Optional[str]:
     return busy_message(Path(given[-1]), owner) if owner else None
 
 
+def search_refusal(argv: list[str]) -> Optional[str]:
+    """Why a search (hparams_search=… or hydra/sweeper=optuna) can't start, or None: it needs -m, and
+    the Optuna sweeper plugin (the tune extra)."""
+    presets = [a.split("=", 1)[1] for a in argv if a.lstrip("+").split("=", 1)[0] == "hparams_search"]
+    optuna = presets or any(a.lstrip("+").replace("override ", "") == "hydra/sweeper=optuna" for a in argv)
+    if not optuna:
+        return None
+    if presets and not is_multirun(argv):
+        return (f"hparams_search={presets[-1]} is a search of many runs: add -m (python -m symtime_repro -m "
+                f"task=… hparams_search={presets[-1]}); docs/search.md")
+    import importlib.util
+
+    if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
+        return ("a search needs Hydra's Optuna sweeper, which is not installed: pip install -e \".[tune]\" "
+                "(hydra-optuna-sweeper, optuna)")
+    return None
+
+
 def command() -> None:
     """The command's work, without ending the process (tests run it in-process)."""
-    refusal = mixed_npu_sweep(sys.argv[1:]) or busy_run_dir(sys.argv[1:])
+    refusal = mixed_npu_sweep(sys.argv[1:]) or busy_run_dir(sys.argv[1:]) or search_refusal(sys.argv[1:])
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)

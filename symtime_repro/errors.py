@@ -24,6 +24,12 @@ class RunFailed(Exception):
         self.details = details  # what metrics.json records beside the reason (epoch, step, …)
 
 
+class TrialFailed(Exception):
+    """A trial of a hyper-parameter search (hydra/sweeper=optuna) that gave no value: refused, failed,
+    or finished without a validation value. Raised instead of exiting, so that Hydra's job runner
+    records the job as failed, the sweeper tells Optuna the trial failed, and the study goes on."""
+
+
 class Preempted(BaseException):
     """The run stopped on SIGTERM / SIGINT: the CLI exits with status 75 ("try again"), and the same
     command plus ``resume=true`` continues. In training the state is saved at the step (or epoch)

@@ -260,6 +260,7 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
         "best_epoch": fit.best_epoch,
         "best_val_loss": fit.best_val_loss if fit.epochs_run else None,
         **({f"best_val_{fit.monitor}": fit.best_value} if fit.epochs_run and fit.monitor != "loss" else {}),
+        "monitor": fit.monitor if fit.epochs_run else None,  # which best_val_* early stopping (and a search) used
         "train_seconds": round(fit.train_seconds, 3),
         "test_seconds": round(test_seconds, 3),
         "train_samples_per_second": fit.samples_per_second,

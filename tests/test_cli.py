@@ -72,7 +72,7 @@ def test_multirun_gives_one_run_dir_per_job(tmp_path):
             "task.pred_len=12,24", f"hydra.sweep.dir={tmp_path}"]
     result = run_cli(args)
     assert result.returncode == 0, result.stderr[-2000:]
-    dirs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    dirs = sorted(p for p in tmp_path.iterdir() if (p / ".hydra").is_dir())  # beside them: the sweep's report, plots/
     assert len(dirs) == 2
     assert sorted(read_metrics(d)["pred_len"] for d in dirs) == [12, 24]
 

@@ -73,7 +73,7 @@ def test_a_rerun_sweep_skips_finished_jobs(tmp_path):
             "task.pred_len=24,48", f"hydra.sweep.dir={sweep}", "resume=true"]
     result = run_cli(args)
     assert result.returncode == 0, result.stderr[-2000:]
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    jobs = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())  # not the report's plots/
     assert len(jobs) == 2
     first = (jobs[0] / "metrics.json").read_text()
     (jobs[1] / "metrics.json").unlink()  # as if the second job had been killed

@@ -66,7 +66,8 @@ def test_the_local_parallel_launcher_runs_a_sweep_in_worker_processes(tmp_path):
                       "trainer.limit_eval_batches=2", "task.pred_len=24,48", f"hydra.sweep.dir={sweep}"])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Joblib.Parallel" in result.stderr + result.stdout
-    assert sorted(read_metrics(p)["pred_len"] for p in sweep.iterdir() if p.is_dir()) == [24, 48]
+    assert sorted(read_metrics(p)["pred_len"] for p in sweep.iterdir() if (p / ".hydra").is_dir()) == [24, 48]
+    assert (sweep / "report.md").is_file()  # the sweep's report, written in the sweeper's process
 
 
 def test_the_slurm_launcher_config_composes_with_our_resources():

@@ -104,7 +104,7 @@ def test_a_joblib_sweep_divides_the_cpus_among_its_workers(tmp_path):
     result = run_cli(["-m", *QUICK, "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", "task.pred_len=12,24",
                       "device.threads=null", f"hydra.sweep.dir={tmp_path}"], env={"OMP_NUM_THREADS": ""})
     assert result.returncode == 0, result.stderr[-2000:]
-    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    jobs = sorted(p for p in tmp_path.iterdir() if (p / ".hydra").is_dir())  # not the report's plots/
     assert len(jobs) == 2
     for job in jobs:
         assert read_metrics(job)["threads"] <= max(1, cpus.usable_cpus() // 2)

@@ -51,3 +51,19 @@ def make_task(cfg) -> "Task":
     if not hasattr(found, "TASK"):
         raise UserError(f"task.name={name}: module {module} has no TASK (the class implementing the task)")
     return found.TASK(cfg)
+
+
+
+def task_class(name: str, module: Optional[str] = None) -> type:
+    """The ``TASK`` class of task ``name``, not built: what it declares (``monitor``,
+    ``validates_on_test``). Imports the task's module, and so torch."""
+    module = module_name(name, module)
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        raise UserError(f"task.name={name}: no module {module} implements it") from exc
+    if not hasattr(found, "TASK"):
+        raise UserError(f"task.name={name}: module {module} has no TASK (the class implementing the task)")
+    return found.TASK

@@ -72,6 +72,13 @@ class BaseTask:
     # What one test sample is, in words (run tables say "1024 of 2785 test windows").
     sample_unit = "windows"
 
+    @staticmethod
+    def validates_on_test(cfg) -> bool:
+        """Whether, under ``cfg``, this task's validation split is its test split (an official protocol
+        that early-stops on the test set). A hyper-parameter search refuses then: it would tune on the
+        test set. Asked of the class, before anything is built."""
+        return False
+
     def test(self, model: nn.Module, splits: Splits,
              batches_for: Callable[[Dataset], Iterable[dict[str, torch.Tensor]]]) -> dict[str, Any]:
         """Test metrics; by default :meth:`evaluate` on the test split. ``batches_for(dataset)``

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 class Classification(BaseTask):
     name = "classification"
     monitor = ("accuracy", "max")  # the official loop stops on accuracy, not on the loss
+
+    @staticmethod
+    def validates_on_test(cfg) -> bool:
+        return cfg.dataset.validation == "test"  # the official protocol; holdout keeps TEST unseen
     sample_unit = "cases"
 
     def __init__(self, cfg) -> None:

@@ -110,6 +110,10 @@ class ShortTermForecasting(BaseTask):
     name = "short_term"
     sample_unit = "series"
 
+    @staticmethod
+    def validates_on_test(cfg) -> bool:
+        return True  # M4 has no validation split: the official loop early-stops on the test set
+
     def __init__(self, cfg) -> None:
         self.cfg = cfg
         if cfg.dataset.family != "m4":
