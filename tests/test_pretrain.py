@@ -16,19 +16,32 @@ from conftest import DATA_ROOT, REPO, TINY, assert_user_error, read_metrics, run
 from symtime_repro.models import build_model
 from conftest import tiny_model_cfg
 
-# The quick preset at CI size: a 64-step context (4 patches of 16), a few dozen steps.
-PRETRAIN = ["task=pretrain", "experiment=pretrain/quick", "task.seq_len=64", "trainer.batch_size=16",
-            "trainer.eval_batch_size=64", "trainer.epochs=3", "pretrain.queue_size=64", "device.threads=2",
-            "trainer.progress=false"]
+
+def readme_commands() -> list[list[str]]:
+    """The three commands of the README's "Pre-training your own encoder", as argument lists
+    (without the leading ``$P``): the tests run these, at CI size."""
+    section = (REPO / "README.md").read_text().split("## Pre-training your own encoder")[1]
+    block = section.split("```bash")[1].split("```")[0].replace("\\\n", " ")
+    commands = [shlex.split(line.split("#")[0]) for line in block.splitlines() if line.startswith("$P ")]
+    assert len(commands) == 3, block
+    return [command[1:] for command in commands]
+
+
+GENERATE, PRETRAIN_README, FINETUNE_README = readme_commands()
+# README command 2 at CI size: a 64-step context (4 patches of 16), a few dozen steps.
+PRETRAIN = [*PRETRAIN_README[2:], "task.seq_len=64", "trainer.batch_size=16", "trainer.eval_batch_size=64",
+            "trainer.epochs=3", "pretrain.queue_size=64", "device.threads=2", "trainer.progress=false"]
 
 
 @pytest.fixture(scope="module")
 def s2_root(tmp_path_factory):
-    """A small real S2 cache (the official generator), as the README's first command makes it."""
+    """A small real S2 cache (the official generator), made by README command 1 at CI size (argparse
+    takes the last value of a repeated option)."""
     root = tmp_path_factory.mktemp("s2data")
-    made = subprocess.run([sys.executable, "-m", "symtime_repro.data", "generate", "s2", "--samples", "160",
-                           "--root", str(root), "--length", "64", "--max-input-dim", "1", "--max-output-dim", "2",
-                           "--workers", "2", "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert GENERATE[:4] == ["-m", "symtime_repro.data", "generate", "s2"]
+    made = subprocess.run([sys.executable, *GENERATE, "--samples", "160", "--root", str(root), "--length", "64",
+                           "--max-input-dim", "1", "--max-output-dim", "2", "--workers", "2", "--quiet"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr[-2000:]
     return root
 
@@ -62,8 +75,11 @@ def test_pretraining_writes_an_official_layout_encoder_and_prints_its_fine_tunin
     assert all(torch.equal(encoder[k], best[f"time_encoder.{k}"]) for k in encoder)
     assert "fine-tune with this encoder:" in result.stdout
     assert metrics["finetune_command"] in result.stdout
-    assert metrics["finetune_command"].startswith("python -m symtime_repro task=long_term dataset=ETTh1 "
-                                                  "model=symtime_tiny model.forward_layers=2 model.pretrained=")
+    # README command 3 is this command, the encoder's path aside.
+    printed = shlex.split(metrics["finetune_command"])
+    assert printed[:3] == ["python", "-m", "symtime_repro"]
+    assert printed[1:-1] == FINETUNE_README[:-1] and printed[-1] == f"model.pretrained={metrics['encoder']}"
+    assert FINETUNE_README[-1].startswith("model.pretrained=outputs/pretrain/S2/")
 
 
 def test_the_printed_command_fine_tunes_etth1_from_the_encoder(pretrained, tmp_path):
@@ -153,6 +169,10 @@ def test_the_controls_run(s2_root, tmp_path, symbols):
 def test_bad_pretraining_input_is_one_clear_error(s2_root, tmp_path, extra, message):
     result = run_cli(pretrain_args(s2_root, *extra), tmp_path / "run")
     assert_user_error(result, message, tmp_path / "run")
+
+
+def test_the_readme_pretrains_with_the_quick_preset():
+    assert PRETRAIN_README[:4] == ["-m", "symtime_repro", "task=pretrain", "experiment=pretrain/quick"]
 
 
 def test_a_missing_cache_names_the_generate_command(tmp_path):
