@@ -37,7 +37,7 @@ ARMS = ("random", "s2", "mtm_only", "random_long")
 FINETUNE = {
     "ETTh1": {"args": ["task=long_term", "dataset=ETTh1", "task.seq_len=96", "task.pred_len=96", "trainer.epochs=1",
                        "trainer.batch_size=32", "trainer.eval_batch_size=256", "trainer.limit_eval_batches=4"],
-              "metric": "mse", "better": "lower", "budget": ("trainer.limit_train_batches", 60)},
+              "metric": "mse", "better": "lower", "budget": ("trainer.limit_train_batches", 30)},
     "JapaneseVowels": {"args": ["task=classification", "dataset=JapaneseVowels", "dataset.validation=holdout",
                                 "trainer.batch_size=16", "trainer.patience=100"],
                        "metric": "accuracy", "better": "higher", "budget": ("trainer.epochs", 4)},
@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/pretrain_benefit")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--context", type=int, default=256)
-    parser.add_argument("--pretrain-epochs", type=int, default=5)
+    parser.add_argument("--pretrain-epochs", type=int, default=2)
     parser.add_argument("--pretrain-lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

@@ -185,9 +185,11 @@ class SymTimePretraining(nn.Module):
                 for p, p_m in zip(online.parameters(), moving.parameters()):
                     p_m.copy_(p)
             self.momentum_ready.fill_(True)
-        for online, moving in self._pairs():
-            for p, p_m in zip(online.parameters(), moving.parameters()):
-                p_m.copy_(p_m * self.momentum + p.detach() * (1.0 - self.momentum))  # the official rounding
+        # m * p_m + (1 - m) * p, two products then a sum (the official rounding), for all tensors at once.
+        moving = [p_m for _, copy in self._pairs() for p_m in copy.parameters()]
+        online = [p.detach() for original, _ in self._pairs() for p in original.parameters()]
+        torch._foreach_mul_(moving, self.momentum)
+        torch._foreach_add_(moving, torch._foreach_mul(online, 1.0 - self.momentum))
 
     @torch.no_grad()
     def _enqueue(self, time_features: Tensor, sym_features: Tensor) -> None:
