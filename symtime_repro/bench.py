@@ -216,7 +216,7 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     result = {
         "task": rc.task.name, "dataset": rc.dataset.name, "model": rc.model.name,
         "seq_len": rc.task.seq_len, "pred_len": rc.task.pred_len, "stride": rc.model.stride,
-        "d_model": rc.model.d_model, "forward_layers": rc.model.forward_layers,
+        "d_model": rc.model.d_model, "forward_layers": getattr(model, "layers_run", rc.model.forward_layers),
         "device": kind, "threads": torch.get_num_threads(),
         "torch": torch.__version__, "python": platform.python_version(), "amp": rc.device.amp,
         "warmup_steps": b.warmup, "timed_steps": b.steps, "matmul_size": b.matmul_size,

@@ -145,7 +145,8 @@ def prepare(cfg: DictConfig) -> tuple[RunConfig, devices.Device, Task, Splits, t
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("model: %s, d_model %d, %d of %d layers run, %s parameters (%s trainable)", rc.model.name,
-             rc.model.d_model, rc.model.forward_layers, rc.model.n_layers, f"{n_params:,}", f"{n_trainable:,}")
+             rc.model.d_model, getattr(model, "layers_run", rc.model.forward_layers), rc.model.n_layers, f"{n_params:,}",
+             f"{n_trainable:,}")
 
     if ckpt_state is not None:
         load_model_weights(model, ckpt_state, rc.ckpt)

@@ -3,6 +3,7 @@ encoder it wrote; resume, the controls, the official-queue refusal and bad input
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -203,3 +204,18 @@ def test_the_official_preset_is_the_official_script():
         0.4, 0.15, 0.995, 60000, 0.07, 0.4, 128)
     assert (s.name, s.layers, s.hidden, s.heads, s.ffn, s.frozen_layers) == ("distilbert", 6, 768, 12, 3072, 3)
     assert (p.attention, p.contrastive_targets) == ("official", "official")
+
+
+def test_the_quick_script_generates_its_cache_and_pretrains(tmp_path):
+    """scripts/pretrain.sh --quick: its own small cache under data.root, then the quick preset."""
+    run_dir = tmp_path / "run"
+    done = subprocess.run(["bash", str(REPO / "scripts" / "pretrain.sh"), "--quick", "--samples", "60", "--workers", "2",
+                           f"data.root={tmp_path}", "trainer.epochs=2", "device.threads=2", "trainer.progress=false",
+                           f"hydra.run.dir={run_dir}"], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHON": sys.executable})
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((tmp_path / "S2_quick" / "manifest.json").read_text())
+    assert manifest["pairs"] >= 60 and manifest["settings"]["length"] == 128
+    metrics = read_metrics(run_dir)
+    assert metrics["experiment"] == "pretrain/quick" and metrics["s2_cache"] == str(tmp_path / "S2_quick")
+    assert metrics["finetune_command"] in done.stdout

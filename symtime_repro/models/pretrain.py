@@ -145,6 +145,7 @@ class SymTimePretraining(nn.Module):
         self.momentum, self.alpha, self.queue_size = p.momentum, p.alpha, p.queue_size
         self.attention, self.targets = p.attention, p.contrastive_targets
         self.with_symbols = p.symbols != "none"
+        self.layers_run = m.n_layers  # pre-training runs every layer (model.forward_layers is for fine-tuning)
         self.time_encoder = PatchEncoder(m.patch_len, m.n_layers, m.d_model, m.n_heads, m.d_ff, m.norm, m.dropout,
                                          m.attn_dropout, m.activation, m.n_layers)
         self.reconstruct_project = nn.Linear(m.d_model, m.patch_len, bias=False)

@@ -238,6 +238,7 @@ class SymTime(nn.Module):
             c.patch_len, c.n_layers, c.d_model, c.n_heads, c.d_ff, c.norm, c.dropout,
             c.attn_dropout, c.activation, c.forward_layers,
         )
+        self.layers_run = c.forward_layers
         for index in range(c.forward_layers, c.n_layers):  # layers that never run stay frozen
             self.time_encoder.layers[index].requires_grad_(False)
 
