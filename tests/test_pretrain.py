@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from conftest import DATA_ROOT, REPO, TINY, assert_user_error, read_metrics, run_cli
+from conftest import REPO, TINY, assert_user_error, read_metrics, run_cli
 from symtime_repro.models import build_model
 from conftest import tiny_model_cfg
 
