@@ -279,11 +279,14 @@ def refused_override(argv: list[str]) -> Optional[str]:
             if override.type == OverrideType.DEL:
                 continue
             for value in override_values(override.value()):
-                if not isinstance(value, str):  # dataset=[] selects no dataset, and the schema's defaults run
-                    return not_a_name(arg, groups[group])
-                problem = unknown_option(group, f"{folder}/{value}" if folder else value, groups[group])
-                if problem:
-                    return problem
+                # logger=[mlflow,tensorboard]: a group whose options combine takes a list of them.
+                chosen = value if isinstance(value, list) and group in COMBINABLE_GROUPS and value else [value]
+                for one in chosen:
+                    if not isinstance(one, str):  # dataset=[] selects no dataset, and the schema's defaults run
+                        return not_a_name(arg, groups[group])
+                    problem = unknown_option(group, f"{folder}/{one}" if folder else one, groups[group])
+                    if problem:
+                        return problem
         elif "/" not in key:
             problem = unknown_key(key)
             if problem:
@@ -292,6 +295,10 @@ def refused_override(argv: list[str]) -> Optional[str]:
                 return f"{arg}: a configuration key cannot be deleted; set it ({key}=…) instead"
     return None
 
+
+# Config groups whose options are switches that add up (each sets its own boolean), so that a list
+# of them is one choice: logger=[mlflow,tensorboard].
+COMBINABLE_GROUPS = ("logger",)
 
 # Launchers that start a fresh Python process for every job (joblib's workers are reused between jobs).
 PROCESS_PER_JOB_LAUNCHERS = ("submitit_local", "submitit_slurm")
