@@ -36,6 +36,7 @@ from .frameworks import restart_in_framework_venv
 from .config import register_configs, unknown_key, unknown_option
 from .errors import EXIT_PREEMPTED, EXIT_RUN_FAILED, EXIT_USER_ERROR, Preempted, RunFailed, UserError
 from .preemption import StopRequest, requeue_slurm_job
+from .tracking.base import SWEEP_FILE
 
 log = logging.getLogger("symtime_repro")
 
@@ -156,8 +157,9 @@ def remove_refused_run_dir(run_dir: Path) -> None:
     folder = run_dir.parent
     while folder != anchor and folder not in existed:
         left = list(folder.iterdir())
-        # A sweep dir whose only file is Hydra's multirun.yaml: no job of this sweep has a dir in it.
-        if left and not (sequential and [p.name for p in left] == ["multirun.yaml"]):
+        # A sweep dir that holds only Hydra's multirun.yaml (and the MLflow parent run's id, with
+        # logger=mlflow): no job of this sweep has a dir in it.
+        if left and not (sequential and {p.name for p in left} <= {"multirun.yaml", SWEEP_FILE}):
             break
         shutil.rmtree(folder, ignore_errors=True)
         folder = folder.parent
