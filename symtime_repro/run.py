@@ -239,7 +239,8 @@ def tracking_context(rc: RunConfig, device, model: torch.nn.Module, run_dir: Pat
                      resume_state: Optional[dict]) -> RunContext:
     """What the trackers are told of this run: its config, the tags a tracker files it under, its name."""
     tags = {"task": rc.task.name, "dataset": rc.dataset.name, "mode": rc.mode,
-            "device": getattr(model, "device_kind", device.kind), "device_name": getattr(model, "device_name", device.name),
+            "device": getattr(model, "device_kind", device.kind),
+            "device_name": getattr(model, "device_name", device.name),
             "model": rc.model.name, "experiment": str(rc.experiment or "none"), "seed": str(rc.seed),
             "framework": rc.framework}
     sweep = sweep_dir()
