@@ -37,6 +37,7 @@ from .config import register_configs, unknown_key, unknown_option
 from .errors import EXIT_PREEMPTED, EXIT_RUN_FAILED, EXIT_USER_ERROR, Preempted, RunFailed, TrialFailed, UserError
 from .preemption import StopRequest, requeue_slurm_job
 from .search import is_search, no_trial_completed, objective
+from .tracking.base import SWEEP_FILE
 
 log = logging.getLogger("symtime_repro")
 
@@ -174,8 +175,9 @@ def remove_refused_run_dir(run_dir: Path) -> None:
     folder = run_dir.parent
     while folder != anchor and folder not in existed:
         left = list(folder.iterdir())
-        # A sweep dir whose only file is Hydra's multirun.yaml: no job of this sweep has a dir in it.
-        if left and not (sequential and [p.name for p in left] == ["multirun.yaml"]):
+        # A sweep dir that holds only Hydra's multirun.yaml (and the MLflow parent run's id, with
+        # logger=mlflow): no job of this sweep has a dir in it.
+        if left and not (sequential and {p.name for p in left} <= {"multirun.yaml", SWEEP_FILE}):
             break
         shutil.rmtree(folder, ignore_errors=True)
         folder = folder.parent
@@ -297,11 +299,14 @@ def refused_override(argv: list[str]) -> Optional[str]:
             if override.type == OverrideType.DEL:
                 continue
             for value in override_values(override.value()):
-                if not isinstance(value, str):  # dataset=[] selects no dataset, and the schema's defaults run
-                    return not_a_name(arg, groups[group])
-                problem = unknown_option(group, f"{folder}/{value}" if folder else value, groups[group])
-                if problem:
-                    return problem
+                # logger=[mlflow,tensorboard]: a group whose options combine takes a list of them.
+                chosen = value if isinstance(value, list) and group in COMBINABLE_GROUPS and value else [value]
+                for one in chosen:
+                    if not isinstance(one, str):  # dataset=[] selects no dataset, and the schema's defaults run
+                        return not_a_name(arg, groups[group])
+                    problem = unknown_option(group, f"{folder}/{one}" if folder else one, groups[group])
+                    if problem:
+                        return problem
         elif "/" not in key:
             problem = unknown_key(key)
             if problem:
@@ -310,6 +315,10 @@ def refused_override(argv: list[str]) -> Optional[str]:
                 return f"{arg}: a configuration key cannot be deleted; set it ({key}=…) instead"
     return None
 
+
+# Config groups whose options are switches that add up (each sets its own boolean), so that a list
+# of them is one choice: logger=[mlflow,tensorboard].
+COMBINABLE_GROUPS = ("logger",)
 
 # Launchers that start a fresh Python process for every job (joblib's workers are reused between jobs).
 PROCESS_PER_JOB_LAUNCHERS = ("submitit_local", "submitit_slurm")

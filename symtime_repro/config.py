@@ -26,7 +26,9 @@ DEVICE_NAMES = ("cpu", "cuda", "npu", "auto")
 # files are and how fast it goes (a thread count changes float rounding at most). The one list behind
 # the report's grouping of runs into rows and the keys a resumed run may change.
 NOT_RESULT_KEYS = frozenset({"trainer.progress", "trainer.num_workers", "trainer.eval_batch_size", "data.root",
-                             "device.index", "device.threads"})
+                             "device.index", "device.threads", "logger.mlflow", "logger.tensorboard",
+                             "logger.tracking_uri", "logger.experiment_name", "logger.log_every_n_steps",
+                             "logger.log_checkpoint"})
 # Other names a config group option goes by, lower case -> our name, per group (the data sets' live in
 # the catalog). A different case alone (ETTH1, weather) needs no entry: closest() matches case.
 OPTION_ALIASES = {"dataset": DATASET_ALIASES, "device": {"gpu": "cuda", "ascend": "npu"}}
@@ -199,6 +201,21 @@ class PretrainConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Experiment trackers, a view of the run dir (which stays the record): conf/logger/ chooses them,
+    and its options combine (logger=[mlflow,tensorboard]). docs/tracking.md."""
+
+    mlflow: bool = False  # logger=mlflow
+    tensorboard: bool = False  # logger=tensorboard: event files in <run dir>/tensorboard/
+    # null: MLFLOW_TRACKING_URI from the environment, else an SQLite store at outputs/mlflow.db (an
+    # absolute path from where the command runs), its artifacts in outputs/mlartifacts/.
+    tracking_uri: Optional[str] = None
+    experiment_name: str = "symtime-repro"  # the MLflow experiment every run (and sweep) goes into
+    log_every_n_steps: int = 50  # TensorBoard: training loss and lr every N optimiser steps (0: per epoch only)
+    log_checkpoint: bool = False  # MLflow: upload checkpoint.pt with the other files
+
+
+@dataclass
 class DataConfig:
     root: str = "data"
 
@@ -213,6 +230,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # task=pretrain only
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # trackers: how a run is shown, not what it computes
     framework: str = choice("torch", "mindspore")  # which framework computes the network (symtime_repro/frameworks.py)
     mode: str = choice("train", "test")  # train: fine-tune then test the best weights; test: evaluate ckpt
     ckpt: Optional[str] = None
@@ -348,6 +366,34 @@ def _check_pretrain(p: PretrainConfig) -> None:
     _require(s.max_tokens >= 3, f"pretrain.symbol.max_tokens must be >= 3 ([CLS], one token, [SEP]), got {s.max_tokens}")
 
 
+# Where an MLflow tracking URI can point (MLflow's own store schemes); anything else is a typo.
+TRACKING_URI_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql", "databricks")
+
+
+# logger.<switch>: the module it imports and the package that brings it (the `track` extra).
+TRACKER_PACKAGES = {"mlflow": ("mlflow", "mlflow-skinny"), "tensorboard": ("tensorboard", "tensorboard")}
+
+
+def _check_logger(lg: LoggerConfig) -> None:
+    import importlib.util
+
+    for switch, (module, package) in TRACKER_PACKAGES.items():
+        _require(not getattr(lg, switch) or importlib.util.find_spec(module) is not None,
+                 f"logger.{switch}=true needs the {package} package, which is not installed here: "
+                 f"pip install 'symtime-repro[track]' (or choose logger=none)")
+    _require(lg.log_every_n_steps >= 0,
+             f"logger.log_every_n_steps must be >= 0 (0: per epoch only), got {lg.log_every_n_steps}")
+    _require(bool(lg.experiment_name.strip()), "logger.experiment_name must not be empty; e.g. "
+                                               "logger.experiment_name=symtime-repro")
+    uri = lg.tracking_uri
+    if uri is None:
+        return
+    scheme = uri.partition(":")[0].split("+")[0].lower()  # postgresql+psycopg2://, databricks://profile
+    _require(":" in uri and scheme in TRACKING_URI_SCHEMES,
+             f"logger.tracking_uri={uri!r} is not a tracking URI; give one such as http://host:5000 (a server) or "
+             f"sqlite:////abs/path/mlflow.db (a local store), or null for MLFLOW_TRACKING_URI / outputs/mlflow.db")
+
+
 def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     """Turn the composed config into a typed :class:`RunConfig`, or raise one clear UserError."""
     if isinstance(cfg, RunConfig):
@@ -426,6 +472,8 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
              f"trainer.warmup_epochs must be in [0, trainer.epochs) with lradj=onecycle, got {tr.warmup_epochs}")
     _require(tr.weight_decay >= 0, f"trainer.weight_decay must be >= 0, got {tr.weight_decay}")
     _check_pretrain(run.pretrain)
+
+    _check_logger(run.logger)
 
     b = run.bench
     _require(b.warmup >= 0 and b.steps >= 1 and b.matmul_size >= 64,

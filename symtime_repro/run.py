@@ -25,7 +25,7 @@ from .allocator import current as current_allocator
 from .config import RunConfig, validate
 from .console import show_result, subset_phrase
 from .datasets import check_files
-from .errors import RunFailed, UserError
+from .errors import Preempted, RunFailed, UserError
 from .files import RUN_CONFIG, RunDirLock, write_json, write_yaml
 from .from_checkpoint import (Adopted, adopt_checkpoint_config, log_adopted, require_names_for_official,
                               saved_config)
@@ -33,6 +33,7 @@ from .models import encoder_state_size, load_model_weights, load_pretrained_enco
 from .preemption import StopRequest, requeued
 from .tasks import make_task
 from .tasks.base import Splits, Task
+from .tracking import FAILED, FINISHED, KILLED, RunContext, Trackers, make_tracker
 from .training import RESUME_FILE, FitResult, Trainer, compile_model, load_resume_state
 
 log = logging.getLogger(__name__)
@@ -188,37 +189,84 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         with out_of_memory_fails_the_run(stop):
             adopted = take_checkpoint_config(cfg)
             rc, device, task, splits, model, dist = prepare(cfg)
+        tracker = make_tracker(rc.logger, enabled=dist.is_main)  # logger=: started once the run is accepted
         try:
             with RunDirLock(run_dir) if dist.is_main else contextlib.nullcontext():
                 try:
                     with out_of_memory_fails_the_run(stop):
                         return _train_and_test(rc, device, task, splits, model, dist, run_dir, wall_started, stop,
-                                               adopted)
+                                               adopted, tracker)
                 except RunFailed as exc:
                     if dist.is_main:  # never a metrics file that looks like a success
-                        write_json(run_dir / "metrics.json", {
+                        write_metrics(run_dir, {
                             "status": "failed", "reason": str(exc), **exc.details, "task": rc.task.name,
                             "dataset": rc.dataset.name, "mode": rc.mode, "device": device.kind, "seed": rc.seed,
-                            "experiment": rc.experiment})
+                            "experiment": rc.experiment}, tracker, FAILED)
+                    raise
+                except Preempted:  # exit 75: resume=true continues, the tracked run too
+                    tracker.finish(KILLED)
+                    raise
+                except BaseException:
+                    tracker.finish(FAILED)
                     raise
         finally:
             distributed.shutdown(dist)
 
 
+def write_metrics(run_dir: Path, metrics: dict[str, Any], tracker: Trackers, status: str) -> None:
+    """Write metrics.json, then hand the result and the run dir's files to the trackers and close their
+    runs with ``status``. metrics.json records each chosen tracker's note (``"tracking"``), rewritten
+    when a tracker failed while closing."""
+    if tracker.chosen:
+        metrics["tracking"] = dict(tracker.notes)
+    write_json(run_dir / "metrics.json", metrics)
+    tracker.finish(status, metrics)
+    if tracker.chosen and tracker.notes != metrics["tracking"]:
+        metrics["tracking"] = dict(tracker.notes)
+        write_json(run_dir / "metrics.json", metrics)
+
+
+def sweep_dir() -> Optional[Path]:
+    """The folder of the multirun this job belongs to (where its MLflow parent run is named), or None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return Path(os.path.abspath(HydraConfig.get().sweep.dir))
+
+
+def tracking_context(rc: RunConfig, device, model: torch.nn.Module, run_dir: Path, record: dict,
+                     resume_state: Optional[dict]) -> RunContext:
+    """What the trackers are told of this run: its config, the tags a tracker files it under, its name."""
+    tags = {"task": rc.task.name, "dataset": rc.dataset.name, "mode": rc.mode,
+            "device": getattr(model, "device_kind", device.kind),
+            "device_name": getattr(model, "device_name", device.name),
+            "model": rc.model.name, "experiment": str(rc.experiment or "none"), "seed": str(rc.seed),
+            "framework": rc.framework}
+    sweep = sweep_dir()
+    name = run_dir.name if sweep else f"{rc.task.name}/{rc.dataset.name}/{run_dir.name}"
+    history = resume_state["result"]["history"] if resume_state else []
+    return RunContext(run_dir=Path(os.path.abspath(run_dir)), config=record, tags=tags, run_name=name,
+                      resume=bool(rc.resume and rc.mode == "train"), sweep_dir=sweep, history=history)
+
+
 def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: torch.nn.Module, dist: Dist,
-                    run_dir: Path, wall_started: float, stop: StopRequest, adopted: Adopted) -> dict[str, Any]:
+                    run_dir: Path, wall_started: float, stop: StopRequest, adopted: Adopted,
+                    tracker: Trackers) -> dict[str, Any]:
     # Under torchrun only process 0's run dir is real; the others read what it writes (resume).
     run_dir = Path(distributed.broadcast(str(run_dir), dist))
     compiled = compile_model(model, device) if rc.trainer.compile else False
     device.reset_peak_memory()
 
     record = dataclasses.asdict(rc)  # the resolved config (prepare: task.resolve)
-    trainer = Trainer(rc.trainer, device, run_dir, rc.seed, record, dist, stop)
+    trainer = Trainer(rc.trainer, device, run_dir, rc.seed, record, dist, stop, tracker)
     fit = FitResult()
     resumed_from = None
     resume_state = load_resume_state(run_dir, record) if rc.mode == "train" and rc.resume else None
     if dist.is_main:  # after every check: a refused run (a changed setting on resume too) writes nothing
         write_yaml(run_dir / RUN_CONFIG, record)
+        tracker.start(tracking_context(rc, device, model, run_dir, record, resume_state))
     if rc.mode == "train":
         if rc.resume and resume_state is None:
             log.info("resume=true: no %s in %s yet; starting at epoch 1", RESUME_FILE, run_dir)
@@ -290,7 +338,7 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
         **outputs,  # what the task wrote beside the metrics (pre-training: its encoder file)
         "status": "completed",
     })
-    write_json(run_dir / "metrics.json", metrics)
+    write_metrics(run_dir, metrics, tracker, FINISHED)
     (run_dir / RESUME_FILE).unlink(missing_ok=True)  # finished: checkpoint.pt keeps the best weights
     _log_table(metrics, task.test_metric_names(), run_dir, task.closing_note(outputs) if outputs else "")
     return broadcast_metrics(metrics, dist)

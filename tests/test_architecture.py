@@ -79,6 +79,9 @@ RULES = {
     # The CLI loads every Hydra callback: they reach a task only through tasks.task_class, in a function.
     "search": ("symtime_repro.run", "symtime_repro.training", "symtime_repro.models", *TASKS),
     "sweep_report": ("torch", "symtime_repro.run", "symtime_repro.training", *TASKS),
+    # Trackers are views of the run dir: they read what the run hands them and know no task or network.
+    "tracking": ("symtime_repro.run", "symtime_repro.training", "symtime_repro.report", "symtime_repro.bench",
+                 "symtime_repro.models", "symtime_repro.datasets", "symtime_repro.tasks"),
     "from_checkpoint": TASKS,
 }
 
@@ -138,3 +141,18 @@ def test_the_command_line_config_and_report_answer_without_torch():
                             env={"SYMTIME_REPRO_ALLOCATOR": "system", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "False"
+
+
+def test_trackers_load_only_when_chosen():
+    """The tracking package (the loop imports its base, Hydra its sweep callback on every command) loads
+    neither torch nor MLflow nor TensorBoard when imported; each tracker imports its library inside itself."""
+    modules = ["symtime_repro.tracking", "symtime_repro.tracking.base", "symtime_repro.tracking.sweep_callback"]
+    code = (f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+            f"print(sorted(m for m in ('torch', 'mlflow', 'tensorboard') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={"SYMTIME_REPRO_ALLOCATOR": "system", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
+    for tracker in ("mlflow_tracker", "tensorboard_tracker"):
+        at_import = imports(PACKAGE / "tracking" / f"{tracker}.py", top_level=True)
+        assert not [m for m in at_import if m.split(".")[0] in ("torch", "mlflow", "tensorboard")], tracker

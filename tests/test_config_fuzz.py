@@ -112,8 +112,10 @@ examples = itertools.count()
 
 
 @pytest.fixture(autouse=True)
-def in_process(cli_in_process):
-    """Every example runs the CLI in this process (conftest's cli_in_process); see there."""
+def in_process(cli_in_process, monkeypatch, tmp_path_factory):
+    """Every example runs the CLI in this process (conftest's cli_in_process); see there. A drawn
+    logger.mlflow=true keeps its MLflow store in the test's temporary folder, not the repo's outputs/."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.getbasetemp() / 'fuzz-mlflow.db'}")
 
 
 def check_run_or_one_clear_line(extra: list[str], run_dir: Path, capfd) -> None:

@@ -32,6 +32,7 @@ from ..files import write_csv
 from ..models import save_checkpoint
 from ..preemption import StopRequest
 from ..tasks.base import Splits, Task
+from ..tracking.base import NullTracker, Trackers
 from .batches import limit_batches, to_device
 from .early_stopping import EarlyStopping
 from .nonfinite import loss_and_grads_finite, stop_if_nonfinite
@@ -46,8 +47,9 @@ log = logging.getLogger(__name__)
 
 class Trainer:
     def __init__(self, cfg, device: Device, run_dir: Path, seed: int, config_record: dict,
-                 dist: Dist = Dist(), stop: Optional[StopRequest] = None) -> None:
+                 dist: Dist = Dist(), stop: Optional[StopRequest] = None, tracker: Optional[Trackers] = None) -> None:
         self.cfg = cfg  # TrainerConfig
+        self.tracker = tracker or NullTracker()  # logger=: each history row, and steps when a tracker wants them
         self.stop = stop  # the run's SIGTERM / SIGINT handling; fit() makes its own when None
         self.device = device
         self.run_dir = Path(run_dir)
@@ -210,6 +212,9 @@ class Trainer:
                               device=self.device.torch_device)  # loss sum, samples
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device.torch_device)  # step, or -1
         check_every = max(1, n_batches // 5)
+        step_every = self.tracker.step_every  # 0 unless a tracker plots steps (the loss is read only then)
+        per_epoch = len(run.train_loader) if cfg.limit_train_batches is None else min(len(run.train_loader),
+                                                                                       cfg.limit_train_batches)
         for step, batch in enumerate(to_device(batches, self.device)):
             size = next(iter(batch.values())).shape[0]
             weight = size * dist.world / global_sizes[step] if dist.enabled else 1.0
@@ -225,6 +230,10 @@ class Trainer:
             totals[0] += loss.detach().double() * size
             totals[1] += size
             progress.update(loss)
+            global_step = (epoch - 1) * per_epoch + done + step + 1
+            if step_every and global_step % step_every == 0:
+                self.tracker.log_step(global_step, {"train_loss": float(loss.detach()),
+                                                    "lr": run.optimizer.param_groups[0]["lr"]})
             if (step + 1) % check_every == 0:
                 stop_if_nonfinite(first_bad, epoch, self.run_dir, dist)
             if run.stop.requested():  # SIGTERM / SIGINT: save where we are, at this step boundary
@@ -259,6 +268,7 @@ class Trainer:
         result.epochs_run = epoch
         if self.dist.is_main:
             write_csv(self.run_dir / "history.csv", result.history, list(row))
+            self.tracker.log_epoch(row)  # a view of the row just written; never fails the run
 
         improved = run.stopper.update(value)
         shown = f", val {monitor} {value:.6f}" if monitor != "loss" else ""
