@@ -144,7 +144,7 @@ def test_a_multirun_is_one_parent_run_with_its_jobs_as_children(tmp_path, store)
     c = client(store)
     assert c.get_run(parent["run_id"]).info.status == "FINISHED"
     children = c.search_runs([parent["experiment_id"]], f"tags.mlflow.parentRunId = '{parent['run_id']}'")
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    jobs = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())  # the job dirs (the sweep report adds plots/)
     assert len(jobs) == 2 and {r.info.run_id for r in children} == {run_id(job) for job in jobs}
     assert {r.info.status for r in children} == {"FINISHED"}
     assert sorted(r.data.params["task.pred_len"] for r in children) == ["24", "48"]
