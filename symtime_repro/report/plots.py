@@ -170,7 +170,8 @@ def plot_samples(Figure, run: Run, path: Path, windows: int = 3) -> bool:
         ax.set_title(f"series {series[i]}" if series is not None else f"test window {i}, {channel}", fontsize=9)
         ax.set_xlabel("time step" + ("" if masked else " (0 = first forecast step)"), fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="upper left")
+    # One legend under the plots: inside an axes it covers the start of the input or the truth.
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize=8)
     figure.suptitle(f"{run.task} {run.dataset} {run.setting} (seed {run.seed})", fontsize=10)
     _save(figure, path)
     return True
