@@ -143,3 +143,23 @@ def _restore_logging(saved: dict) -> None:
         logger.handlers[:] = handlers
         logger.setLevel(level)
         logger.propagate, logger.disabled = propagate, disabled
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def report_plots(run_dir: Path, out: Path) -> dict[str, Path]:
+    """``python -m symtime_repro.report RUN_DIR --out OUT`` in this process; its PNGs by file name."""
+    from symtime_repro import report
+
+    assert report.main([str(run_dir), "--out", str(out)]) == 0
+    return {path.name: path for path in (out / "plots").glob("*.png")}
+
+
+def assert_png(path: Path, min_pixels: tuple[int, int] = (300, 200)) -> None:
+    """A real, readable PNG of at least ``min_pixels`` (width, height)."""
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == PNG_SIGNATURE, path
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert width >= min_pixels[0] and height >= min_pixels[1], (path.name, width, height)

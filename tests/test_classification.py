@@ -5,19 +5,27 @@ from __future__ import annotations
 import csv
 import math
 
+import numpy as np
 import pytest
 
-from conftest import assert_user_error, DATA_ROOT, read_metrics, run_cli
+from conftest import assert_png, assert_user_error, DATA_ROOT, read_metrics, report_plots, run_cli
 
 CLASSIFY = ["task=classification", "dataset=JapaneseVowels", "model=symtime_tiny", "model.forward_layers=2",
             "model.out_channels=8", "trainer.epochs=3",
             "trainer.lr=0.001", "trainer.progress=false", f"data.root={DATA_ROOT}"]
 
 
-def test_japanese_vowels_run_derives_shapes_and_reports_accuracy(tmp_path):
-    run_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def vowels_run(tmp_path_factory):
+    """One real tiny JapaneseVowels run, shared by the tests that read what it wrote."""
+    run_dir = tmp_path_factory.mktemp("vowels") / "run"
     result = run_cli(CLASSIFY, run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
+    return run_dir
+
+
+def test_japanese_vowels_run_derives_shapes_and_reports_accuracy(vowels_run):
+    run_dir = vowels_run
     metrics = read_metrics(run_dir)
     assert metrics["task"] == "classification" and metrics["dataset"] == "JapaneseVowels"
     assert metrics["seq_len"] == 29  # the longest case, derived from the data
@@ -31,6 +39,27 @@ def test_japanese_vowels_run_derives_shapes_and_reports_accuracy(tmp_path):
     assert all(math.isfinite(float(r["train_loss"])) for r in rows)
     log = (run_dir / "run.log").read_text()
     assert "validation = the TEST split" in log and "device: CPU" in log
+
+
+def test_test_predictions_give_the_accuracy_and_the_report_draws_the_confusion_matrix(vowels_run, tmp_path):
+    metrics = read_metrics(vowels_run)
+    with np.load(vowels_run / "test_predictions.npz", allow_pickle=False) as data:
+        label, pred, case, classes = data["label"], data["pred"], data["case"], data["classes"]
+    assert list(classes) == [str(i) for i in range(1, 10)]  # the .ts file's labels, in class-index order
+    assert len(label) == len(pred) == metrics["cases"] == 370 and list(case) == list(range(370))
+    # The true classes are TEST's own labels, in file order: the last ':' field of each case line.
+    lines = (DATA_ROOT / "JapaneseVowels" / "JapaneseVowels_TEST.ts").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().lower() == "@data") + 1
+    written = [line.rsplit(":", 1)[1].strip() for line in lines[start:] if line.strip()]
+    assert [classes[i] for i in label] == written
+    counts = np.zeros((9, 9), dtype=int)
+    np.add.at(counts, (label, pred), 1)
+    assert counts.sum() == 370 and np.trace(counts) / 370 == pytest.approx(metrics["accuracy"])
+    assert (vowels_run / "test_predictions.npz").stat().st_size < 4000
+
+    plots = report_plots(vowels_run, tmp_path / "report")
+    assert_png(plots["run_confusion.png"])
+    assert "### Confusion matrices" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_holdout_validation_and_a_longer_window(tmp_path):

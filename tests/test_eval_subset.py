@@ -72,6 +72,10 @@ def test_a_capped_classification_test_sees_more_than_one_speaker(tmp_path):
     assert len(set(labels[:24].tolist())) == 1  # what the first two batches held
     assert len(set(labels[spread_indices(370, 24, SEED)].tolist())) > 3
     assert "(subset: 24 of 370 test cases)" in result.stdout
+    # The confusion matrix's file names the cases scored and holds their own labels.
+    with np.load(tmp_path / "run" / "test_predictions.npz") as saved:
+        assert saved["case"].tolist() == spread_indices(370, 24, SEED)
+        assert saved["label"].tolist() == labels[saved["case"]].tolist()
 
 
 def test_a_capped_m4_test_scores_its_series_against_their_own_naive2_and_is_no_submission(tmp_path):
@@ -88,6 +92,8 @@ def test_a_capped_m4_test_scores_its_series_against_their_own_naive2_and_is_no_s
     with open(run_dir / "forecast_subset.csv") as handle:
         written = [row[0] for row in csv.reader(handle)][1:]
     assert written == [ids[i] for i in spread_indices(24, 8, SEED)] != ids[:8]
+    with np.load(run_dir / "test_samples.npz") as saved:  # the plotted series are among those scored
+        assert len(saved["series"]) == 4 and set(saved["series"].tolist()) <= set(written)
     # The scorer, given those series, agrees: the run scored them against their own truth and Naive2.
     hourly = m4_scores(run_dir / "forecast_subset.csv", tmp_path)["Hourly"]
     for key in ("smape", "mase", "owa"):

@@ -301,6 +301,30 @@ def test_a_one_epoch_loss_plot_shows_its_values_and_the_bar_legend_covers_no_bar
     assert all(ax.get_legend() is None for ax in bars.axes) and len(bars.legends) == 1
 
 
+@needs_matplotlib
+def test_a_short_loss_plot_has_whole_epoch_ticks_the_best_epoch_and_a_log_axis_when_needed(tmp_path, monkeypatch):
+    figures = {}
+    monkeypatch.setattr(report.plots, "_save", lambda figure, path: figures.setdefault(path.name, figure))
+    Figure = report.load_matplotlib()
+    three = write_run(tmp_path / "three", "classification", "JapaneseVowels", 1, accuracy=0.8, best_epoch=2,
+                      monitor="accuracy")
+    (three / "history.csv").write_text("epoch,train_loss,val_loss,val_accuracy,lr,seconds\n"
+                                       "1,2.2,2.1,0.5,0.001,1\n2,2.0,1.9,0.8,0.001,1\n3,1.9,1.95,0.7,0.001,1\n")
+    report.plot_history(Figure, report.read_run(three, tmp_path), tmp_path / "three_loss.png")
+    ax = figures["three_loss.png"].axes[0]
+    assert list(ax.get_xticks()) == [1, 2, 3] and ax.get_yscale() == "linear"
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["train loss", "validation loss", "best epoch 2 (by validation accuracy)"]
+
+    steep = write_run(tmp_path / "steep", "long_term", "ETTh1", 1, mse=0.4, mae=0.4, best_epoch=4, monitor="loss")
+    rows = "".join(f"{e},{10.0 ** (1 - e)},{2 * 10.0 ** (1 - e)},0.0001,1\n" for e in range(1, 5))
+    (steep / "history.csv").write_text("epoch,train_loss,val_loss,lr,seconds\n" + rows)  # 10 down to 0.01
+    report.plot_history(Figure, report.read_run(steep, tmp_path), tmp_path / "steep_loss.png")
+    ax = figures["steep_loss.png"].axes[0]
+    assert ax.get_yscale() == "log" and list(ax.get_xticks()) == [1, 2, 3, 4]
+    assert "best epoch 4" in ax.get_legend_handles_labels()[1]
+
+
 def test_a_transfer_evaluation_is_marked_and_kept_from_the_datasets_references(tmp_path):
     write_run(tmp_path / "trained", "long_term", "ECL", 1, mse=0.15, mae=0.25, pred_len=96)
     transfer = write_run(tmp_path / "transfer", "long_term", "ECL", 1, mse=0.6, mae=0.5, pred_len=96,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_user_error, DATA_ROOT, m4_scores, read_metrics, run_cli
+from conftest import assert_png, assert_user_error, DATA_ROOT, m4_scores, read_metrics, report_plots, run_cli
 from symtime_repro.datasets import m4
 from symtime_repro.tasks.short_term import M4LastWindows, M4TrainWindows, left_padded, smape_loss
 
@@ -79,10 +79,17 @@ def test_test_inputs_are_the_last_two_horizons_of_training():
     np.testing.assert_allclose(last[3]["y"][:, 0].numpy(), split.test[3].astype(np.float32))
 
 
-def test_m4_run_reports_and_saves_forecasts_the_scorer_agrees_with(tmp_path):
-    run_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def hourly_run(tmp_path_factory):
+    """One real tiny M4 Hourly run, shared by the tests that read what it wrote."""
+    run_dir = tmp_path_factory.mktemp("hourly") / "run"
     result = run_cli(SHORT, run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
+    return run_dir
+
+
+def test_m4_run_reports_and_saves_forecasts_the_scorer_agrees_with(hourly_run, tmp_path):
+    run_dir = hourly_run
     metrics = read_metrics(run_dir)
     assert metrics["task"] == "short_term" and metrics["seasonal_pattern"] == "Hourly"
     assert (metrics["seq_len"], metrics["pred_len"], metrics["series"]) == (96, 48, 24)
@@ -97,6 +104,26 @@ def test_m4_run_reports_and_saves_forecasts_the_scorer_agrees_with(tmp_path):
     hourly = m4_scores(run_dir / "forecast.csv", tmp_path)["Hourly"]
     for key in ("smape", "mase", "owa"):
         assert hourly[key] == pytest.approx(metrics[key], rel=1e-5)
+
+
+def test_a_few_series_are_saved_with_history_truth_and_forecast_and_plotted(hourly_run, tmp_path):
+    with np.load(hourly_run / "test_samples.npz", allow_pickle=False) as data:
+        saved = {key: data[key] for key in data.files}
+    assert saved["series"].tolist() == ["H1", "H7", "H13", "H19"]  # spread over the 24 series
+    assert saved["x"].shape == (4, 96, 1) and saved["y"].shape == saved["pred"].shape == (4, 48, 1)
+    split = m4.load(DATA_ROOT, "Hourly")
+    with open(hourly_run / "forecast.csv") as handle:
+        forecasts = {row[0]: [float(v) for v in row[1:49]] for row in list(csv.reader(handle))[1:]}
+    for i, name in enumerate(saved["series"]):
+        row = split.ids.index(name)
+        assert np.allclose(saved["y"][i, :, 0], split.test[row])
+        assert np.allclose(saved["pred"][i, :, 0], forecasts[name], rtol=1e-6)
+        history = split.train[row][-96:]
+        assert np.allclose(saved["x"][i, 96 - len(history):, 0], history)
+        assert np.isnan(saved["x"][i, :96 - len(history), 0]).all()  # padding is not data
+
+    plots = report_plots(hourly_run, tmp_path / "report")
+    assert_png(plots["run_test_windows.png"], (600, 400))
 
 
 @pytest.mark.parametrize("args,expected", [

@@ -1,13 +1,15 @@
 """Turn run directories into a report: ``python -m symtime_repro.report DIR [--out DIR] [--reference DIR]``.
 
 Reads every run dir below ``DIR`` (docs/contract.md: ``metrics.json``, ``history.csv``, ``run.log``,
-``.hydra/``; ``test_samples.npz`` where a task wrote it) and writes into ``--out`` (default ``DIR``):
+``.hydra/``; ``test_samples.npz``, ``test_predictions.npz``, ``anomaly_scores.npz`` where a task
+wrote them) and writes into ``--out`` (default ``DIR``):
 
 - ``report.md``: one table per task (mean ± std over runs that differ only in seed, with the
   published reference values and our difference), the paper's averages beside the mean of our
   rows, a device/throughput table, the failed or unfinished runs with their reasons, and plots;
 - ``results.csv``: one row per run, for programs;
-- ``plots/*.png`` when matplotlib is installed (loss curves, test windows, ours vs reference).
+- ``plots/*.png`` when matplotlib is installed (loss curves, test windows and M4 series, confusion
+  matrices, anomaly energy over time, ours vs reference).
 
 Every file is written atomically. Bad input (no folder, no runs, an unreadable metrics.json) ends
 with one ``error:`` line and exit status ``errors.EXIT_USER_ERROR``.

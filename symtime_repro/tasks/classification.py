@@ -14,15 +14,19 @@ splits; both are cleaner, and numbers obtained with them don't compare with publ
 
 from __future__ import annotations
 
+import io
 import logging
+from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..config import check_patchable
 from ..datasets import uea
 from ..errors import UserError
+from ..files import atomic_write_bytes
 from .base import BaseTask, Splits, with_task
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,10 @@ class Classification(BaseTask):
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
+        self.class_names: list[str] = []
+        # Set during test(): each scored case's true and predicted class, for the confusion matrix.
+        self.predictions: dict[str, list[np.ndarray]] | None = None
+        self.cases: np.ndarray | None = None
         if cfg.dataset.family != "uea":
             raise UserError(f"task=classification runs on the UEA datasets (e.g. dataset=JapaneseVowels), "
                             f"not dataset={cfg.dataset.name}")
@@ -55,6 +63,7 @@ class Classification(BaseTask):
         check_patchable(seq_len, cfg.model)
         self.cfg = with_task(cfg, seq_len=seq_len, pred_len=0)
         self.num_classes = len(data.class_names)
+        self.class_names = list(data.class_names)
         if cfg.dataset.validation == "test":
             log.info("validation = the TEST split (official protocol: early stopping sees the test set)")
         info = {"enc_in": data.enc_in, "num_classes": self.num_classes, "classes": data.class_names,
@@ -81,9 +90,35 @@ class Classification(BaseTask):
             loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
             correct = batch_correct if correct is None else correct + batch_correct
             count = labels.numel() + (count or 0)
+            if self.predictions is not None:
+                self.predictions["label"].append(labels.reshape(-1).cpu().numpy())
+                self.predictions["pred"].append(logits.argmax(-1).reshape(-1).cpu().numpy())
         if not count:
             return {"loss": float("nan"), "accuracy": float("nan")}
         return {"loss": (loss_sum / count).item(), "accuracy": (correct / count).item(), "cases": count}
+
+    def test(self, model: nn.Module, splits: Splits, batches_for) -> dict:
+        self.predictions = {"label": [], "pred": []}
+        # Which TEST cases were scored: all, or the sample trainer.limit_eval_batches drew (a Subset).
+        self.cases = np.asarray(getattr(splits.test, "indices", range(len(splits.test))), dtype=np.int32)
+        return self.evaluate(model, batches_for(splits.test))
+
+    def save_test_outputs(self, run_dir) -> None:
+        """test_predictions.npz: ``label`` and ``pred`` (class indices, one per scored TEST case, in
+        TEST order), ``case`` (the case's index in TEST) and ``classes`` (index -> the label as the
+        .ts file writes it). The report draws the confusion matrix from it; a few kB."""
+        if not self.predictions or not self.predictions["label"]:
+            return None
+        label = np.concatenate(self.predictions["label"]).astype(np.int32)
+        pred = np.concatenate(self.predictions["pred"]).astype(np.int32)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, label=label, pred=pred, case=self.cases[:len(label)],
+                            classes=np.array(self.class_names, dtype=str))
+        atomic_write_bytes(Path(run_dir) / PREDICTIONS_FILE, buffer.getvalue())
+        return None
+
+
+PREDICTIONS_FILE = "test_predictions.npz"
 
 
 

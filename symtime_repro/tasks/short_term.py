@@ -21,6 +21,7 @@ with the published ones; the log says so.
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Iterable
@@ -32,6 +33,7 @@ from torch.utils.data import Dataset
 
 from ..datasets import m4
 from ..errors import UserError
+from ..files import atomic_write_bytes
 from ..metrics import m4 as m4_metrics
 from .base import BaseTask, Splits, with_task
 
@@ -128,6 +130,7 @@ class ShortTermForecasting(BaseTask):
         self.split: m4.M4Split | None = None
         self.forecasts: np.ndarray | None = None
         self.forecast_ids: list[str] = []
+        self.forecast_rows: list[int] = []  # which series of the split (rows) the forecasts are of
 
     def datasets(self) -> Splits:
         root = self.cfg.data.root
@@ -159,7 +162,7 @@ class ShortTermForecasting(BaseTask):
         part = m4.M4Split(split.pattern, [split.ids[i] for i in rows_scored], [split.train[i] for i in rows_scored],
                           split.test[rows_scored])
         scores = m4_metrics.score_pattern(forecast, part, self.naive2[rows_scored])
-        self.forecasts, self.forecast_ids = forecast, part.ids
+        self.forecasts, self.forecast_ids, self.forecast_rows = forecast, part.ids, rows_scored
         return {"loss": scores["smape"], "smape": scores["smape"], "mase": scores["mase"], "owa": scores["owa"],
                 "series": scores["series"], "seasonal_pattern": self.pattern.name}
 
@@ -173,8 +176,29 @@ class ShortTermForecasting(BaseTask):
                         "submission, so not written as %s", name, len(self.forecast_ids), len(self.split.ids),
                         SUBMISSION)
         m4_metrics.write_submission(Path(run_dir) / name, self.forecast_ids, self.forecasts)
+        self.save_samples(run_dir)
+
+    def save_samples(self, run_dir, limit: int = 4) -> None:
+        """test_samples.npz for the report: ``limit`` series spread over those scored (rows 0, n/limit, …),
+        each with its input (the last seq_len training points; NaN where the series is shorter, the
+        zeros the network saw would read as data), truth and forecast, and ``series`` (their ids)."""
+        n, input_len = len(self.forecast_rows), self.cfg.task.seq_len
+        picked = sorted({i * n // limit for i in range(limit)}) if n else []
+        if not picked:
+            return
+        rows = [self.forecast_rows[i] for i in picked]
+        history = np.full((len(rows), input_len), np.nan, dtype=np.float32)
+        for out, row in zip(history, rows):
+            tail = self.split.train[row][-input_len:]
+            out[input_len - len(tail):] = tail
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, columns=np.array(["value"]), series=np.array([self.split.ids[r] for r in rows]),
+                            x=history[..., None], y=self.split.test[rows].astype(np.float32)[..., None],
+                            pred=self.forecasts[picked].astype(np.float32)[..., None])
+        atomic_write_bytes(Path(run_dir) / SAMPLES_FILE, buffer.getvalue())
 
 
+SAMPLES_FILE = "test_samples.npz"  # the same file and keys as the window tasks' (tasks/base.py: TestSamples)
 SUBMISSION = "forecast.csv"  # every series of the pattern, in the competition's format
 PARTIAL_SUBMISSION = "forecast_subset.csv"  # the same format, for the series a capped test scored
 
