@@ -49,7 +49,7 @@ run: install
 	$(BIN)/python -m symtime_repro experiment=long_term/quickstart $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q --durations=25 $(ARGS)
 	@$(MAKE) --no-print-directory test-ms
 
 test-ms: venv-ms
