@@ -76,7 +76,8 @@ class DatasetConfig:
     freq: str = "h"
     source: str = ""  # where to get the file, shown when it is missing
     seasonal_pattern: Optional[str] = None  # M4: Yearly, Quarterly, Monthly, Weekly, Daily, Hourly
-    validation: str = choice("test", "holdout")  # UEA: test (official: early stopping on TEST) | holdout (20 % of TRAIN)
+    # UEA, M4: test (official: early stopping on TEST) | holdout (UEA: 20 % of TRAIN; M4: each series' last H train points)
+    validation: str = choice("test", "holdout")
     normalize: str = choice("per_split", "train")  # UEA: per_split (official) | train (TRAIN statistics for all splits)
     anomaly_ratio: Optional[float] = None  # anomaly: the official scripts' percent for this dataset
     window_step: int = 1  # anomaly: the official window step (SMD 100)

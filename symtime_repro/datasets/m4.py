@@ -90,6 +90,50 @@ class M4Split:
         return len(self.ids)
 
 
+# A held-out series keeps at least this many training points: the sampler draws a cut in [1, n).
+HOLDOUT_MIN_TRAIN = 2
+
+
+@dataclass
+class M4Holdout:
+    """A validation split held out of TRAIN (``dataset.validation=holdout``); the test is untouched.
+
+    For every series long enough, the last H (horizon) points of its training part are the validation
+    truth and the points before them its history: ``validation`` is an :class:`M4Split` whose
+    ``train`` are those shortened histories and whose ``test`` are the held-out points. ``training``
+    is what training windows may be cut from, per series of the whole split (file order): the
+    shortened history of a validated series (its validation targets are never trained on), the whole
+    training part of a series too short to hold out H points and keep ``HOLDOUT_MIN_TRAIN`` (it is
+    not validated, so nothing of it is held out; ``too_short`` names them).
+    """
+
+    validation: M4Split
+    rows: list[int]              # each validated series' row in the whole split
+    training: list[np.ndarray]   # one per series of the whole split
+    too_short: list[str]         # ids kept out of validation
+
+    def __len__(self) -> int:
+        return len(self.validation)
+
+
+def hold_out(split: M4Split) -> M4Holdout:
+    """The held-out validation split of ``split`` (see :class:`M4Holdout`); a UserError when no series
+    is long enough to hold one out."""
+    horizon = split.pattern.horizon
+    rows = [row for row, history in enumerate(split.train) if len(history) - horizon >= HOLDOUT_MIN_TRAIN]
+    validated = set(rows)
+    too_short = [split.ids[row] for row in range(len(split)) if row not in validated]
+    if not rows:
+        raise UserError(f"M4 {split.pattern.name}: no series has {horizon + HOLDOUT_MIN_TRAIN} training points or "
+                        f"more, so none can hold out its last {horizon} (the horizon) for validation and still be "
+                        f"trained on; use dataset.validation=test")
+    validation = M4Split(pattern=split.pattern, ids=[split.ids[row] for row in rows],
+                         train=[split.train[row][:-horizon] for row in rows],
+                         test=np.stack([split.train[row][-horizon:] for row in rows]))
+    training = [history[:-horizon] if row in validated else history for row, history in enumerate(split.train)]
+    return M4Holdout(validation=validation, rows=rows, training=training, too_short=too_short)
+
+
 def get_pattern(name: str) -> PatternInfo:
     """The pattern called ``name`` (exact spelling), or a UserError listing the six."""
     try:
@@ -373,5 +417,5 @@ def clear_cache(root: str | Path) -> None:
         path.unlink(missing_ok=True)
 
 
-__all__ = ["PATTERNS", "PatternInfo", "M4Split", "get_pattern", "load", "naive2", "read_series_csv",
-           "fingerprint", "clear_cache", "m4_dir", "NAIVE2_FILE", "SUBMISSION_WIDTH", "BY_PREFIX"]
+__all__ = ["PATTERNS", "PatternInfo", "M4Split", "M4Holdout", "get_pattern", "load", "hold_out", "naive2",
+           "read_series_csv", "fingerprint", "clear_cache", "m4_dir", "NAIVE2_FILE", "SUBMISSION_WIDTH", "BY_PREFIX"]

@@ -14,9 +14,16 @@ Protocol of the official ``short_term_forecast.py`` (TSLib's M4 pipeline), one m
   sMAPE, MASE and OWA against Naive2; forecasts saved as ``forecast.csv`` in the M4 submission
   format (combine the six patterns' files with ``python -m symtime_repro.metrics.m4 score``).
 
-Protocol quirk, reproduced: the official code has no validation split for M4 and early-stops on
-the test set itself (its "validation loss" is the test sMAPE). We do the same so results compare
-with the published ones; the log says so.
+Protocol quirk, reproduced by default (``dataset.validation=test``): the official code has no
+validation split for M4 and early-stops on the test set itself (its "validation loss" is the test
+sMAPE). We do the same so results compare with the published ones; the log says so.
+
+``dataset.validation=holdout`` keeps the test set unseen (what a hyper-parameter search needs): the
+last H points of every series' training part are held out (``datasets.m4.hold_out``), training
+windows are cut from the series without them, and the 2H points before them (zero-padded) forecast
+them. Validation reports sMAPE only (``loss`` = ``smape``): OWA would need Naive2 forecasts of the
+held-out points, which the competition's Naive2 file does not have. The test is the same as with
+``validation=test``: the whole training part forecasts the test horizon.
 """
 
 from __future__ import annotations
@@ -92,20 +99,29 @@ class M4TrainWindows(Dataset):
         return {k: v[0] for k, v in batch.items()} if isinstance(index, int) else batch
 
 
-class M4LastWindows(Dataset):
-    """Each series' last ``input_len`` training points and, as target, its test horizon."""
+TEST_ROWS = "series"              # a batch of the test split: rows of the task's M4Split
+HOLDOUT_ROWS = "holdout_series"   # a batch of the held-out validation split: rows of M4Holdout.validation
 
-    def __init__(self, split: m4.M4Split, input_len: int) -> None:
+
+class M4LastWindows(Dataset):
+    """Each series' last ``input_len`` training points and, as target, its test horizon.
+
+    Given the held-out split (``M4Holdout.validation``: shortened histories, held-out points as
+    ``test``) it is the validation split; ``rows_key`` then says so to :meth:`evaluate`.
+    """
+
+    def __init__(self, split: m4.M4Split, input_len: int, rows_key: str = TEST_ROWS) -> None:
         self.x = torch.from_numpy(np.stack([left_padded(s, input_len) for s in split.train])).unsqueeze(-1)
         self.y = torch.from_numpy(split.test.astype(np.float32)).unsqueeze(-1)
+        self.rows_key = rows_key
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, index):
-        # "series": which rows these are, so a scored subset is scored against the same series' truth
+        # The rows: which series these are, so a scored subset is scored against the same series' truth
         # and Naive2 (trainer.limit_eval_batches hands the task a sample of the series).
-        return {"x": self.x[index], "y": self.y[index], "series": torch.as_tensor(index, dtype=torch.long)}
+        return {"x": self.x[index], "y": self.y[index], self.rows_key: torch.as_tensor(index, dtype=torch.long)}
 
 
 class ShortTermForecasting(BaseTask):
@@ -114,7 +130,8 @@ class ShortTermForecasting(BaseTask):
 
     @staticmethod
     def validates_on_test(cfg) -> bool:
-        return True  # M4 has no validation split: the official loop early-stops on the test set
+        # The official loop early-stops on the test set (M4 has no validation split); holdout keeps it unseen.
+        return cfg.dataset.validation == "test"
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
@@ -128,6 +145,7 @@ class ShortTermForecasting(BaseTask):
         # The official input length is 2H; a typed task.seq_len wins.
         self.cfg = with_task(cfg, pred_len=horizon, seq_len=t.seq_len if t.seq_len is not None else 2 * horizon)
         self.split: m4.M4Split | None = None
+        self.holdout: m4.M4Holdout | None = None  # dataset.validation=holdout
         self.forecasts: np.ndarray | None = None
         self.forecast_ids: list[str] = []
         self.forecast_rows: list[int] = []  # which series of the split (rows) the forecasts are of
@@ -138,11 +156,23 @@ class ShortTermForecasting(BaseTask):
         self.split = split
         self.naive2 = m4.naive2(root, self.pattern.name, split.ids)  # fail early if OWA can't be computed
         t = self.cfg.task
-        train = M4TrainWindows(split.train, t.seq_len, t.pred_len, self.pattern.window_sampling_limit)
         last = M4LastWindows(split, t.seq_len)
-        log.info("M4 %s: %d series, horizon %d, input %d; validation = the test set (official protocol)",
-                 self.pattern.name, len(split), t.pred_len, t.seq_len)
-        return Splits(train, last, last, {"enc_in": 1, "series": len(split), "file": str(m4.m4_dir(root))})
+        info = {"enc_in": 1, "series": len(split), "file": str(m4.m4_dir(root))}
+        if self.cfg.dataset.validation == "test":
+            train = M4TrainWindows(split.train, t.seq_len, t.pred_len, self.pattern.window_sampling_limit)
+            log.info("M4 %s: %d series, horizon %d, input %d; validation = the test set (official protocol: early "
+                     "stopping sees the test set)", self.pattern.name, len(split), t.pred_len, t.seq_len)
+            return Splits(train, last, last, info)
+        holdout = self.holdout = m4.hold_out(split)
+        train = M4TrainWindows(holdout.training, t.seq_len, t.pred_len, self.pattern.window_sampling_limit)
+        val = M4LastWindows(holdout.validation, t.seq_len, rows_key=HOLDOUT_ROWS)
+        short = (f"; {len(holdout.too_short)} series too short to hold out {t.pred_len} points and keep "
+                 f"{m4.HOLDOUT_MIN_TRAIN} (first: {holdout.too_short[0]}) are not validated and train on their whole "
+                 f"training part" if holdout.too_short else "")
+        log.info("M4 %s: %d series, horizon %d, input %d; validation = held out of TRAIN (dataset.validation="
+                 "holdout): the last %d training points of %d series, sMAPE only%s", self.pattern.name, len(split),
+                 t.pred_len, t.seq_len, t.pred_len, len(holdout), short)
+        return Splits(train, val, last, info)
 
     def build_model(self, splits: Splits) -> nn.Module:
         return self.network(1)
@@ -152,12 +182,19 @@ class ShortTermForecasting(BaseTask):
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
-        forecasts, rows = [], []
+        """Scores of the test split's batches (sMAPE, MASE, OWA; also the validation under
+        dataset.validation=test), or sMAPE of the held-out validation split's (their rows key says which)."""
+        forecasts, rows, key = [], [], None
         for batch in batches:
+            key = HOLDOUT_ROWS if HOLDOUT_ROWS in batch else TEST_ROWS
             forecasts.append(model(batch["x"]).float()[..., 0].cpu())
-            rows.append(batch["series"].reshape(-1).cpu())
+            rows.append(batch[key].reshape(-1).cpu())
         forecast = torch.cat(forecasts).double().numpy()
         rows_scored = torch.cat(rows).tolist()  # all series, or the sample trainer.limit_eval_batches scores
+        if key == HOLDOUT_ROWS:
+            truth = self.holdout.validation.test[rows_scored]
+            value = m4_metrics.smape(forecast, truth)
+            return {"loss": value, "smape": value, "series": len(rows_scored), "seasonal_pattern": self.pattern.name}
         split = self.split
         part = m4.M4Split(split.pattern, [split.ids[i] for i in rows_scored], [split.train[i] for i in rows_scored],
                           split.test[rows_scored])
