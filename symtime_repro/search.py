@@ -104,7 +104,8 @@ def check_search(config: DictConfig) -> tuple[str, str]:
             f"hparams_search={name} preset does)")
     if task.validates_on_test(config):
         held_out = OmegaConf.merge(config, {"dataset": {"validation": "holdout"}})
-        fix = ("set dataset.validation=holdout (20 % of TRAIN held out; the hparams_search preset sets it)"
+        fix = ("set dataset.validation=holdout (a validation split held out of TRAIN; the hparams_search preset "
+               "sets it)"
                if not task.validates_on_test(held_out) else
                "this task has no held-out validation split yet, so it cannot be searched without tuning on the test set")
         raise UserError(f"task {name} validates on its test split here (the official protocol), and a search "
@@ -112,10 +113,24 @@ def check_search(config: DictConfig) -> tuple[str, str]:
     return metric, wanted
 
 
-def rerun_overrides(task_overrides: Iterable[str], params: Mapping[str, Any]) -> list[str]:
+# Settings a preset makes for its trials outside ``hydra:``, with the value a run has without it: the
+# validation split a search needs (the official protocols of classification and short_term validate
+# on TEST). The re-run of the best trial leaves the preset out, so it types them where they differ.
+PRESET_SETTINGS = {"dataset.validation": "test"}
+
+
+def preset_settings(config: DictConfig) -> dict[str, Any]:
+    """The :data:`PRESET_SETTINGS` the search's trials run with, where they are not the default."""
+    values = {key: OmegaConf.select(config, key, default=None) for key in PRESET_SETTINGS}
+    return {key: value for key, value in values.items() if value is not None and value != PRESET_SETTINGS[key]}
+
+
+def rerun_overrides(task_overrides: Iterable[str], params: Mapping[str, Any],
+                    settings: Optional[Mapping[str, Any]] = None) -> list[str]:
     """The overrides of a single run that repeats a trial: the search command's own (less the search
-    itself: ``hparams_search``, Hydra's settings, the dimensions it swept), then the trial's values,
-    written as the sweeper wrote them for the trial's job."""
+    itself: ``hparams_search``, Hydra's settings, the dimensions it swept), the preset's
+    ``settings`` that the command line did not type, then the trial's values, written as the sweeper
+    wrote them for the trial's job."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
@@ -128,7 +143,9 @@ def rerun_overrides(task_overrides: Iterable[str], params: Mapping[str, Any]) ->
         if key in params:  # a value given on the command line that the trial's own value replaces
             continue
         kept.append(text)
-    return kept + [f"{name}={value}" for name, value in params.items()]
+    typed = {parser.parse_override(text).key_or_group for text in kept}
+    fixed = [f"{key}={value}" for key, value in (settings or {}).items() if key not in typed and key not in params]
+    return kept + fixed + [f"{name}={value}" for name, value in params.items()]
 
 
 def best_trial_script(overrides: list[str], cwd: str, header: list[str]) -> str:
@@ -159,7 +176,7 @@ def write_best_trial(config: DictConfig) -> Optional[Path]:
                     "failed)", sweeper.study_name)
         return None
     metric, direction = check_search(config)
-    overrides = rerun_overrides(config.hydra.overrides.task, best.params)
+    overrides = rerun_overrides(config.hydra.overrides.task, best.params, preset_settings(config))
     states = [t.state.name for t in study.trials]
     header = [
         f"Best trial of Optuna study {study.study_name} ({sweeper.storage}): trial {best.number}, "

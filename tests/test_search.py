@@ -121,7 +121,9 @@ def test_every_preset_optimises_its_tasks_own_validation_metric_in_the_right_dir
             assert sweeper.direction == {"min": "minimize", "max": "maximize"}[mode], task
             if task == "classification":
                 assert (metric, sweeper.direction) == ("accuracy", "maximize")
+            if task in ("classification", "short_term"):
                 assert cfg.dataset.validation == "holdout"  # the official validation split is TEST
+                assert not task_class(task).validates_on_test(cfg)
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -129,7 +131,9 @@ def test_every_preset_optimises_its_tasks_own_validation_metric_in_the_right_dir
                                                           "one value, task classification's validation accuracy"),
     (["task=classification", "hparams_search=classification", "dataset.validation=test"],
      "it would tune on the test set; set dataset.validation=holdout"),
-    (["task=short_term", "hparams_search=short_term"], "this task has no held-out validation split yet"),
+    (["task=short_term", "hparams_search=short_term", "dataset.validation=test"],
+     "task short_term validates on its test split here (the official protocol), and a search optimises the "
+     "validation loss: it would tune on the test set; set dataset.validation=holdout"),
 ])
 def test_a_search_that_would_be_wrong_is_refused_before_any_trial(tmp_path, args, expected):
     result = run_cli(["-m", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}",
@@ -173,3 +177,42 @@ def test_a_search_none_of_whose_trials_completes_ends_with_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == ("error: no trial of the search completed, so there is no best "
                                                       "one; each trial's run.log (in the sweep dir) says why it failed")
     assert [t.state.name for t in study_of(f"sqlite:///{tmp_path / 'optuna.db'}").trials] == ["FAIL", "FAIL"]
+
+
+def test_a_short_term_search_tunes_on_the_held_out_validation_not_on_the_m4_test(tmp_path):
+    """hparams_search=short_term on the shipped M4 Weekly slice: the preset holds each series' last H
+    training points out, and each trial's value is their sMAPE, not the test's."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = run_cli(["-m", "task=short_term", "hparams_search=short_term", "dataset.seasonal_pattern=Weekly",
+                      *(a for a in FAST if a.split("=", 1)[0] not in ("task.seq_len", "task.pred_len")),
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}", f"hydra.sweeper.storage={storage}",
+                      "hydra.sweeper.n_trials=2"], timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = study_of(storage, "short_term_M4_Weekly_symtime_tiny")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
+    for trial in study.trials:
+        run_dir = tmp_path / "sweep" / f"{trial.number}_short_term_M4"
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["status"] == "completed" and metrics["monitor"] == "loss"
+        assert trial.value == metrics["best_val_loss"] != metrics["smape"]  # validation sMAPE, not the test's
+        assert "validation = held out of TRAIN (dataset.validation=holdout)" in (run_dir / "run.log").read_text()
+        assert "trainer.epochs" not in trial.params  # typed once on the command line: fixed
+    # Its re-run keeps the held-out validation the preset set (the script leaves the preset out).
+    script = (tmp_path / "sweep" / "best_trial.sh").read_text()
+    assert "hparams_search" not in script and "dataset.validation=holdout" in script
+
+
+def test_the_best_trials_rerun_types_the_validation_split_its_preset_set():
+    from omegaconf import OmegaConf
+
+    from symtime_repro.search import preset_settings, rerun_overrides
+
+    held_out = preset_settings(OmegaConf.create({"dataset": {"validation": "holdout"}}))
+    assert held_out == {"dataset.validation": "holdout"}
+    assert preset_settings(OmegaConf.create({"dataset": {"validation": "test"}})) == {}  # the default: not typed
+    given = ["task=short_term", "hparams_search=short_term", "trainer.lr=1e-3", "hydra.sweeper.n_trials=2"]
+    assert rerun_overrides(given, {"trainer.lr": 0.01}, held_out) == [
+        "task=short_term", "dataset.validation=holdout", "trainer.lr=0.01"]
+    # Typed on the command line already: kept once, where it was.
+    assert rerun_overrides([*given, "dataset.validation=holdout"], {}, held_out) == [
+        "task=short_term", "trainer.lr=1e-3", "dataset.validation=holdout"]
