@@ -219,3 +219,17 @@ def test_the_quick_script_generates_its_cache_and_pretrains(tmp_path):
     metrics = read_metrics(run_dir)
     assert metrics["experiment"] == "pretrain/quick" and metrics["s2_cache"] == str(tmp_path / "S2_quick")
     assert metrics["finetune_command"] in done.stdout
+
+
+def test_pretraining_runs_under_torchrun(s2_root, tmp_path):
+    """The shared trainer's data parallelism carries pre-training too (momentum encoders, queues,
+    the learnt temperature): two processes train, process 0 writes one run dir and the encoder."""
+    from test_distributed import torchrun
+
+    run_dir = tmp_path / "two"
+    args = [a for a in pretrain_args(s2_root, "trainer.epochs=2") if not a.startswith("device.threads=")]
+    result = torchrun([*args, "device.threads=1"], run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(run_dir)
+    assert metrics["world_size"] == 2 and metrics["status"] == "completed"
+    assert torch.load(metrics["encoder"], weights_only=True)["W_P.weight"].shape == (32, 16)
