@@ -40,7 +40,7 @@ def s2_root(tmp_path_factory):
     takes the last value of a repeated option)."""
     root = tmp_path_factory.mktemp("s2data")
     assert GENERATE[:4] == ["-m", "symtime_repro.data", "generate", "s2"]
-    made = subprocess.run([sys.executable, *GENERATE, "--samples", "160", "--root", str(root), "--length", "64",
+    made = subprocess.run([sys.executable, *GENERATE, "--samples", "120", "--root", str(root), "--length", "64",
                            "--max-input-dim", "1", "--max-output-dim", "2", "--workers", "2", "--quiet"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr[-2000:]
@@ -152,7 +152,7 @@ def test_the_schedule_is_official_onecycle_over_every_batch(pretrained):
 @pytest.mark.parametrize("symbols", ["none", "shuffled"])
 def test_the_controls_run(s2_root, tmp_path, symbols):
     run_dir = tmp_path / symbols
-    result = run_cli(pretrain_args(s2_root, f"pretrain.symbols={symbols}", "trainer.epochs=2"), run_dir)
+    result = run_cli(pretrain_args(s2_root, f"pretrain.symbols={symbols}", "trainer.epochs=1", "trainer.warmup_epochs=0"), run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = read_metrics(run_dir)
     assert (("mlm_loss" in metrics) is (symbols == "shuffled")) and metrics["mtm_loss"] > 0
@@ -209,13 +209,13 @@ def test_the_official_preset_is_the_official_script():
 def test_the_quick_script_generates_its_cache_and_pretrains(tmp_path):
     """scripts/pretrain.sh --quick: its own small cache under data.root, then the quick preset."""
     run_dir = tmp_path / "run"
-    done = subprocess.run(["bash", str(REPO / "scripts" / "pretrain.sh"), "--quick", "--samples", "60", "--workers", "2",
-                           f"data.root={tmp_path}", "trainer.epochs=2", "device.threads=2", "trainer.progress=false",
+    done = subprocess.run(["bash", str(REPO / "scripts" / "pretrain.sh"), "--quick", "--samples", "40", "--workers", "2",
+                           f"data.root={tmp_path}", "trainer.epochs=1", "trainer.warmup_epochs=0", "device.threads=2", "trainer.progress=false",
                            f"hydra.run.dir={run_dir}"], cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHON": sys.executable})
     assert done.returncode == 0, done.stderr[-3000:]
     manifest = json.loads((tmp_path / "S2_quick" / "manifest.json").read_text())
-    assert manifest["pairs"] >= 60 and manifest["settings"]["length"] == 128
+    assert manifest["pairs"] >= 40 and manifest["settings"]["length"] == 128
     metrics = read_metrics(run_dir)
     assert metrics["experiment"] == "pretrain/quick" and metrics["s2_cache"] == str(tmp_path / "S2_quick")
     assert metrics["finetune_command"] in done.stdout
@@ -227,7 +227,7 @@ def test_pretraining_runs_under_torchrun(s2_root, tmp_path):
     from test_distributed import torchrun
 
     run_dir = tmp_path / "two"
-    args = [a for a in pretrain_args(s2_root, "trainer.epochs=2") if not a.startswith("device.threads=")]
+    args = [a for a in pretrain_args(s2_root, "trainer.epochs=1", "trainer.warmup_epochs=0") if not a.startswith("device.threads=")]
     result = torchrun([*args, "device.threads=1"], run_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(run_dir)
