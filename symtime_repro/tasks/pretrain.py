@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 
 from ..datasets import s2
 from ..errors import UserError
+from ..models import patch_count
 from ..models.pretrain import SymTimePretraining
 from .base import BaseTask, Splits
 
@@ -67,7 +68,7 @@ class Pretrain(BaseTask):
             raise UserError(f"task=pretrain trains on series-symbol pairs (dataset=S2, made by python -m "
                             f"symtime_repro.data generate s2), not dataset={cfg.dataset.name}")
         m, p = cfg.model, cfg.pretrain
-        n_patches = (cfg.task.seq_len - m.patch_len) // m.stride + 1
+        n_patches = patch_count(cfg.task.seq_len, m.patch_len, m.stride, padding_patch=False)
         if cfg.task.seq_len < m.patch_len:
             raise UserError(f"task.seq_len={cfg.task.seq_len} (the pre-training context) is shorter than "
                             f"model.patch_len={m.patch_len}")
