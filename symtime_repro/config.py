@@ -472,6 +472,13 @@ def validate(cfg: DictConfig | RunConfig) -> RunConfig:
     _require(tr.warmup_epochs >= 0 and (tr.lradj != "onecycle" or tr.warmup_epochs < tr.epochs),
              f"trainer.warmup_epochs must be in [0, trainer.epochs) with lradj=onecycle, got {tr.warmup_epochs}")
     _require(tr.weight_decay >= 0, f"trainer.weight_decay must be >= 0, got {tr.weight_decay}")
+    # Settings only one choice reads: refused elsewhere rather than silently ignored.
+    _require(tr.weight_decay == 0 or tr.optimizer == "adamw",
+             f"trainer.weight_decay={tr.weight_decay} is used by trainer.optimizer=adamw only (this run has "
+             f"{tr.optimizer}): add trainer.optimizer=adamw, or drop the weight decay")
+    _require(tr.warmup_epochs == 0 or tr.lradj == "onecycle",
+             f"trainer.warmup_epochs={tr.warmup_epochs} is used by trainer.lradj=onecycle only (this run has "
+             f"{tr.lradj}): add trainer.lradj=onecycle, or trainer.warmup_epochs=0")
     _check_pretrain(run.pretrain)
 
     _check_logger(run.logger)

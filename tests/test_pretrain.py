@@ -233,3 +233,12 @@ def test_pretraining_runs_under_torchrun(s2_root, tmp_path):
     metrics = read_metrics(run_dir)
     assert metrics["world_size"] == 2 and metrics["status"] == "completed"
     assert torch.load(metrics["encoder"], weights_only=True)["W_P.weight"].shape == (32, 16)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["trainer.weight_decay=0.01"], "trainer.weight_decay=0.01 is used by trainer.optimizer=adamw only"),
+    (["trainer.warmup_epochs=2"], "trainer.warmup_epochs=2.0 is used by trainer.lradj=onecycle only"),
+])
+def test_a_setting_the_chosen_optimiser_or_schedule_would_ignore_is_refused(tmp_path, extra, message):
+    result = run_cli([*TINY, *extra], tmp_path / "run")  # fine-tuning: adam, type1
+    assert_user_error(result, message, tmp_path / "run")
