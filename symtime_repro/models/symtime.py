@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UserError
+from .dropout import Dropout, chained, dropout, fast_dropout, residual_dropout
 
 MAX_TOKENS = 5000  # length of the official positional table (pe.pe is stored in the files)
 
@@ -42,11 +43,25 @@ class _SwapTokenAxes(nn.Module):
         return x.transpose(1, 2)
 
 
+class TokenBatchNorm(nn.Sequential):
+    """BatchNorm over d_model of [batch, tokens, d_model], statistics over every (batch, token).
+
+    The official layer is ``Sequential(Transpose, BatchNorm1d, Transpose)``, and the Sequential is
+    part of the checkpoint format (keys read "norm_attn.1.weight"), so the children stay. The
+    forward pass hands BatchNorm1d the same values as rows of a [batch * tokens, d_model] view
+    instead: the same normalisation without the two transposed copies per call (and their two in
+    the backward pass).
+    """
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__(_SwapTokenAxes(), nn.BatchNorm1d(d_model), _SwapTokenAxes())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self[1](x.reshape(-1, x.shape[-1])).view(x.shape)
+
+
 def _norm_layer(norm: str, d_model: int) -> nn.Module:
-    # The Sequential wrapper is part of the checkpoint format: keys read "norm_attn.1.weight".
-    if norm.lower() == "batchnorm":
-        return nn.Sequential(_SwapTokenAxes(), nn.BatchNorm1d(d_model), _SwapTokenAxes())
-    return nn.LayerNorm(d_model)
+    return TokenBatchNorm(d_model) if norm.lower() == "batchnorm" else nn.LayerNorm(d_model)
 
 
 def _activation(name: str) -> nn.Module:
@@ -87,48 +102,61 @@ class MultiHeadSelfAttention(nn.Module):
         self.W_K = nn.Linear(d_model, d_model)
         self.W_V = nn.Linear(d_model, d_model)
         self.sdp_attn = _AttentionScale(self.head_dim)
-        self.to_out = nn.Sequential(nn.Linear(d_model, d_model), nn.Dropout(proj_dropout))
+        self.to_out = nn.Sequential(nn.Linear(d_model, d_model), Dropout(proj_dropout))
 
     def forward(self, x: Tensor, allowed: Optional[Tensor] = None) -> Tensor:
         """``allowed``: None (every token sees every token, as in fine-tuning), a boolean
         [batch, 1, tokens, tokens] mask, True where a query may attend to a key, or a float one added
         to the scores (pre-training)."""
+        return self.to_out[1](self.attend(x, allowed))
+
+    def attend(self, x: Tensor, allowed: Optional[Tensor] = None) -> Tensor:
+        """The attention output projected by ``to_out``'s linear layer, before its dropout (which
+        :class:`EncoderLayer` applies together with the layer's own, see there)."""
         batch, tokens, _ = x.shape
-        split = (batch, tokens, self.n_heads, self.head_dim)
-        q = self.W_Q(x).view(split).transpose(1, 2)
-        k = self.W_K(x).view(split).transpose(1, 2)
-        v = self.W_V(x).view(split).transpose(1, 2)
+        # Q, K and V in one matmul over the stacked weights (the parameters stay three, as in the
+        # official files): one pass over x and a wider, more efficient product.
+        weight = torch.cat([self.W_Q.weight, self.W_K.weight, self.W_V.weight])
+        bias = torch.cat([self.W_Q.bias, self.W_K.bias, self.W_V.bias])
+        qkv = F.linear(x, weight, bias).view(batch, tokens, 3, self.n_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [batch, heads, tokens, head_dim] each
         # The stored scale (not 1/sqrt(d)) is the temperature; applying it to q keeps it a tensor
         # (no host sync) and lets the fused kernel run with scale 1.
-        out = F.scaled_dot_product_attention(
-            q * self.sdp_attn.scale.to(q.dtype),
-            k,
-            v,
-            attn_mask=allowed,
-            dropout_p=self.attn_dropout if self.training else 0.0,
-            scale=1.0,
-        )
-        return self.to_out(out.transpose(1, 2).reshape(batch, tokens, -1))
+        q = q * self.sdp_attn.scale.to(q.dtype)
+        p = self.attn_dropout if self.training else 0.0
+        if allowed is None and fast_dropout(q, p, self.training):
+            # Training with dropout on CPU: scaled_dot_product_attention would fall back to its
+            # unfused path and draw the mask with bernoulli_; the same three steps with the cheap mask.
+            out = dropout(torch.matmul(q, k.transpose(-2, -1)).softmax(-1), p) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p, scale=1.0)
+        return self.to_out[0](out.transpose(1, 2).reshape(batch, tokens, -1))
 
 
 class EncoderLayer(nn.Module):
-    """Post-norm Transformer layer: x = norm(x + attn(x)); x = norm(x + ffn(x))."""
+    """Post-norm Transformer layer: x = norm(x + attn(x)); x = norm(x + ffn(x)).
+
+    As in the official layer, the attention output passes two dropouts (``to_out``'s, then
+    ``dropout_attn``); they are applied as one, with the rate :func:`~.dropout.chained` gives
+    (the same distribution, half the masks), fused with the residual addition.
+    """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, norm: str, dropout: float,
                  attn_dropout: float, activation: str) -> None:
         super().__init__()
         self.self_attn = MultiHeadSelfAttention(d_model, n_heads, attn_dropout, dropout)
-        self.dropout_attn = nn.Dropout(dropout)
+        self.dropout_attn = Dropout(dropout)
         self.norm_attn = _norm_layer(norm, d_model)
         self.ff = nn.Sequential(
-            nn.Linear(d_model, d_ff), _activation(activation), nn.Dropout(dropout), nn.Linear(d_ff, d_model)
+            nn.Linear(d_model, d_ff), _activation(activation), Dropout(dropout), nn.Linear(d_ff, d_model)
         )
-        self.dropout_ffn = nn.Dropout(dropout)
+        self.dropout_ffn = Dropout(dropout)
         self.norm_ffn = _norm_layer(norm, d_model)
 
     def forward(self, x: Tensor, allowed: Optional[Tensor] = None) -> Tensor:
-        x = self.norm_attn(x + self.dropout_attn(self.self_attn(x, allowed)))
-        return self.norm_ffn(x + self.dropout_ffn(self.ff(x)))
+        attn_p = chained(self.self_attn.to_out[1].p, self.dropout_attn.p)
+        x = self.norm_attn(residual_dropout(x, self.self_attn.attend(x, allowed), attn_p, self.training))
+        return self.norm_ffn(residual_dropout(x, self.ff(x), self.dropout_ffn.p, self.training))
 
 
 class PatchEncoder(nn.Module):
@@ -144,7 +172,7 @@ class PatchEncoder(nn.Module):
         self.forward_layers = forward_layers
         self.W_P = nn.Linear(patch_len, d_model)
         self.pe = SinusoidalPositions(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d_model))
         # Unused by fine-tuning, but part of the official files (an attention-mask helper).
         self.register_buffer("cls_mask", torch.ones(1, 1, dtype=torch.bool))
@@ -199,10 +227,10 @@ class FlattenHead(nn.Module):
         self.individual = individual
         if individual:
             self.linears = nn.ModuleList(nn.Linear(in_features, out_len) for _ in range(n_vars))
-            self.dropouts = nn.ModuleList(nn.Dropout(dropout) for _ in range(n_vars))
+            self.dropouts = nn.ModuleList(Dropout(dropout) for _ in range(n_vars))
         else:
             self.linear = nn.Linear(in_features, out_len)
-            self.dropout = nn.Dropout(dropout)
+            self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.flatten(start_dim=-2)  # token-major: index = token * d_model + feature
