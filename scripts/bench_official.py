@@ -56,7 +56,7 @@ def official_worker(official: Path, overrides: list[str], out: Path) -> None:
     import torch
     from hydra import compose, initialize_config_module
 
-    from symtime_repro.bench import endless
+    from symtime_repro.bench import endless, synchronize
     from symtime_repro.config import register_configs
     from symtime_repro.run import prepare
     from symtime_repro.training.loop import Trainer
@@ -65,8 +65,8 @@ def official_worker(official: Path, overrides: list[str], out: Path) -> None:
     with initialize_config_module("symtime_repro.conf", version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     rc, device, task, splits, _ours, _dist = prepare(cfg)
-    if rc.task.name != "long_term" or device.kind != "cpu":
-        raise SystemExit("the official side is timed for task=long_term on the CPU")
+    if rc.task.name != "long_term" or device.kind not in ("cpu", "cuda"):
+        raise SystemExit("the official side is timed for task=long_term, on the CPU or CUDA")
     sys.path.insert(0, str(official))
     import yaml
 
@@ -91,20 +91,22 @@ def official_worker(official: Path, overrides: list[str], out: Path) -> None:
     configs.update(time_layers=m.n_layers, d_model=m.d_model, n_heads=m.n_heads, d_ff=m.d_ff, norm=m.norm,
                    dropout=m.dropout, attn_dropout=m.attn_dropout, act=m.activation)
     torch.manual_seed(rc.seed)
-    model = OfficialSymTime(args, configs).train()
+    model = OfficialSymTime(args, configs).to(device.torch_device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=rc.trainer.lr)
     criterion = torch.nn.MSELoss()
     trainer = Trainer(rc.trainer, device, Path(tempfile.mkdtemp()), rc.seed, {})
     batches = endless(trainer.loader(splits.train, train=True))
 
     def step() -> float:
-        batch = next(batches)
+        batch = {k: v.to(device.torch_device) for k, v in next(batches).items()}
+        synchronize(device)
         started = time.perf_counter()
         optimizer.zero_grad()
         loss = criterion(model(batch["x"]), batch["y"])
-        loss.item()
+        loss.item()  # the official loop reads every loss
         loss.backward()
         optimizer.step()
+        synchronize(device)
         return time.perf_counter() - started
 
     for _ in range(rc.bench.warmup):

@@ -79,3 +79,15 @@ def test_the_slurm_launcher_config_composes_with_our_resources():
     assert "timeout_min: 240" in result.stdout and "gpus_per_node: 1" in result.stdout
     npu = run_cli(["hydra/launcher=slurm_npu", "--cfg", "hydra"])
     assert npu.returncode == 0 and "gres: npu:1" in npu.stdout and "gpus_per_node: 0" in npu.stdout
+
+
+def test_the_side_by_side_bench_names_a_folder_that_is_not_the_official_code(tmp_path):
+    """scripts/bench_official.py imports the official network from a clone the user names; CI has none,
+    so what is tested here is the one-line refusal (the timing itself: docs/performance.md)."""
+    import sys
+
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_official.py"), "--official", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert f"--official {tmp_path}: no models/finetune_model.py there" in result.stderr
+    assert "Traceback" not in result.stderr
