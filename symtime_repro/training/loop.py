@@ -203,6 +203,9 @@ class Trainer:
         run.model.train()
         run.train_loader.sampler.set_epoch(epoch, start=done)
         global_sizes = run.train_loader.sampler.global_sizes()
+        # This process's true share of each global batch: 0 where a tiny last batch left it none (it
+        # then steps on one stand-in window with weight 0: DDP needs every process in every step).
+        share_sizes = run.train_loader.sampler.share_sizes()
         limit = None if cfg.limit_train_batches is None else max(0, cfg.limit_train_batches - done)
         n_batches, batches = limit_batches(run.train_loader, limit, "train")
         progress = Progress(n_batches, f"epoch {epoch}/{cfg.epochs}", enabled=cfg.progress and dist.is_main)
@@ -216,7 +219,7 @@ class Trainer:
         per_epoch = len(run.train_loader) if cfg.limit_train_batches is None else min(len(run.train_loader),
                                                                                        cfg.limit_train_batches)
         for step, batch in enumerate(to_device(batches, self.device)):
-            size = next(iter(batch.values())).shape[0]
+            size = share_sizes[step]
             weight = size * dist.world / global_sizes[step] if dist.enabled else 1.0
             loss = self.train_step(task, run.train_model, batch, run.optimizer, run.scaler, run.params, weight)
             if run.scheduler is not None:  # per batch, skipped batches included (the schedule counts steps)
