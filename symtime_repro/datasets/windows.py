@@ -59,6 +59,14 @@ class SlidingWindows(Dataset):
         return batch
 
 
+def contiguous_share(size: int, rank: int, world: int) -> slice:
+    """Process ``rank``'s contiguous part of ``size`` items cut into ``world`` parts, as
+    ``torch.tensor_split`` cuts them: sizes differ by at most one, the larger ones first."""
+    base, extra = divmod(size, world)
+    first = rank * base + min(rank, extra)
+    return slice(first, first + base + (rank < extra))
+
+
 class GlobalBatches(Sampler):
     """Batches of ``batch_size`` indices in a fresh shuffled order each epoch; under data
     parallelism each process takes its contiguous share of every batch.
@@ -91,10 +99,7 @@ class GlobalBatches(Sampler):
         return [len(range(size)[share]) for size in self.global_sizes() for share in [self._share(size)]]
 
     def _share(self, size: int) -> slice:
-        """This process's contiguous part of a batch of ``size`` (torch.tensor_split's cut)."""
-        base, extra = divmod(size, self.world)
-        first = self.rank * base + min(self.rank, extra)
-        return slice(first, first + base + (self.rank < extra))
+        return contiguous_share(size, self.rank, self.world)
 
     def __iter__(self):
         if self.shuffle:
