@@ -276,11 +276,11 @@ def _train_and_test(rc: RunConfig, device, task: Task, splits: Splits, model: to
 
     stop.phase = "testing"
     stop.check()
-    if not dist.is_main:  # process 0 tests the best weights on the whole split and writes the results
-        return broadcast_metrics(None, dist)
     started = time.perf_counter()
-    test = trainer.test(task, model, splits)
+    test = trainer.test(task, model, splits)  # under torchrun every process scores its share
     test_seconds = time.perf_counter() - started
+    if not dist.is_main:  # process 0 has the merged test and writes the results
+        return broadcast_metrics(None, dist)
     missing = [name for name in task.test_metric_names() if name not in test]
     if missing:  # task.metrics names what the task's test does not compute: no half-written result
         raise UserError(f"task.metrics names {', '.join(missing)}, which task {rc.task.name}'s test does not compute "

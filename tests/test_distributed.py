@@ -15,8 +15,12 @@ from test_device import _run
 
 # Dropout off and LayerNorm: with them, two processes compute exactly what one process computes on
 # the same global batches (BatchNorm would normalise each process's half on its own, and dropout
-# masks come from each process's generator).
-EXACT = [*TINY, "trainer.epochs=2", "trainer.limit_train_batches=6", "model.norm=LayerNorm", "model.dropout=0",
+# masks come from each process's generator). Whole epochs of batches of 1420: the shipped ETTh1 has
+# 8521 = 6 * 1420 + 1 training windows (seq_len 96, pred_len 24), so every epoch ends with a global
+# batch of ONE window, which one of the two processes trains and the other joins with weight 0.
+EXACT_BATCH, TRAIN_WINDOWS = 1420, 8521
+EXACT = [*[a for a in TINY if not a.startswith(("trainer.batch_size=", "trainer.limit_train_batches="))],
+         f"trainer.batch_size={EXACT_BATCH}", "trainer.epochs=2", "model.norm=LayerNorm", "model.dropout=0",
          "model.attn_dropout=0", "model.out_dropout=0"]
 
 
@@ -46,6 +50,9 @@ def test_two_processes_train_exactly_as_one_and_write_one_run_dir(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = read_metrics(single), read_metrics(double)
     assert two["world_size"] == 2 and one["world_size"] == 1
+    # Every window of both epochs was trained, the last one-window batch included, by both runs.
+    assert TRAIN_WINDOWS % EXACT_BATCH == 1 and f"training: {TRAIN_WINDOWS} windows" in result.stderr
+    assert f"({TRAIN_WINDOWS // EXACT_BATCH + 1} batches of {EXACT_BATCH} over 2 processes)" in result.stderr
     assert two["mse"] == pytest.approx(one["mse"], rel=1e-5) and two["mae"] == pytest.approx(one["mae"], rel=1e-5)
     assert two["epochs_run"] == one["epochs_run"] == 2
     # The same global batches: the logged training losses agree too.

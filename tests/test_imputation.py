@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import assert_user_error, DATA_ROOT, read_metrics, run_cli, TINY
+from symtime_repro.tasks.base import eval_generator
 from symtime_repro.tasks.imputation import Imputation, draw_mask
 
 IMPUTE = [a for a in TINY if not a.startswith("task.pred_len")] + ["task=imputation", "model.forward_layers=2"]
@@ -33,13 +34,26 @@ def test_metrics_cover_only_hidden_points_and_repeat_with_the_seed():
     task = _task()
     first, second = task.evaluate(identity, batches), task.evaluate(identity, batches)
     assert first == second
-    generator = torch.Generator().manual_seed(11)
-    hidden = torch.cat([draw_mask(b["x"].shape, 0.25, torch.device("cpu"), generator) for b in batches])
+    # Batch b's masks come from a generator of its own, seeded from (seed, b): the same under any sharing.
+    hidden = torch.cat([draw_mask(b["x"].shape, 0.25, torch.device("cpu"), eval_generator(11, i))
+                        for i, b in enumerate(batches)])
     assert first["mse"] == pytest.approx(x[hidden].square().mean().item(), rel=1e-6)
     assert first["mae"] == pytest.approx(x[hidden].abs().mean().item(), rel=1e-6)
     # features=MS scores only the last channel
     ms = _task(features="MS").evaluate(identity, batches)
     assert ms["mse"] == pytest.approx(x[..., -1:][hidden[..., -1:]].square().mean().item(), rel=1e-6)
+    # A share that starts at batch 1 draws batch 1's masks: two shares merge to the whole.
+    from symtime_repro.metrics.merge import merge_states
+
+    class Share(list):
+        def __init__(self, batches, offset, batch_offset):
+            super().__init__(batches)
+            self.offset, self.batch_offset = offset, batch_offset
+
+    shares = [task.evaluation_state(identity, Share(batches[:1], 0, 0)),
+              task.evaluation_state(identity, Share(batches[1:], 6, 1))]
+    merged = task.metrics_from(merge_states(shares))
+    assert merged["mse"] == pytest.approx(first["mse"], rel=1e-12) and merged["mae"] == pytest.approx(first["mae"], rel=1e-12)
 
 
 def test_global_masks_follow_the_global_rng_like_the_official_code():

@@ -242,3 +242,37 @@ def test_pretraining_runs_under_torchrun(s2_root, tmp_path):
 def test_a_setting_the_chosen_optimiser_or_schedule_would_ignore_is_refused(tmp_path, extra, message):
     result = run_cli([*TINY, *extra], tmp_path / "run")  # fine-tuning: adam, type1
     assert_user_error(result, message, tmp_path / "run")
+
+
+def test_the_held_out_evaluation_in_shares_merges_to_the_whole(s2_root, tmp_path):
+    """Pre-training's evaluation cut into the shares two torchrun processes score (the real sharing of
+    Trainer.eval_batches, in-process), merged, gives the one-process metrics: its seeded masks follow
+    the global batch, whoever scores it. (The other tasks: tests/test_shared_evaluation.py, torchrun.)"""
+    from dataclasses import asdict
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from symtime_repro.config import register_configs
+    from symtime_repro.distributed import Dist
+    from symtime_repro.metrics.merge import merge_states
+    from symtime_repro.run import prepare
+    from symtime_repro.training import Trainer
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=pretrain_args(s2_root, "trainer.eval_batch_size=2"))
+    finally:
+        GlobalHydra.instance().clear()
+    rc, device, task, splits, model, _ = prepare(cfg)
+    model.eval()
+    trainer = Trainer(rc.trainer, device, tmp_path, rc.seed, asdict(rc))
+    whole = task.evaluate(model, trainer.eval_batches(splits.val))
+    shares = [Trainer(rc.trainer, device, tmp_path, rc.seed, asdict(rc), Dist(world=2, rank=rank)).eval_batches(
+        splits.val, share=True) for rank in (0, 1)]
+    assert len(shares[0]) >= 2 and len(shares[1]) >= 1 and shares[1].batch_offset == len(shares[0])
+    merged = task.metrics_from(merge_states([task.evaluation_state(model, share) for share in shares]))
+    assert set(merged) == set(whole) and {"mtm_loss", "mlm_loss", "retrieval_top1"} <= set(whole)
+    assert merged == pytest.approx(whole, rel=1e-6)

@@ -59,14 +59,25 @@ class SlidingWindows(Dataset):
         return batch
 
 
+def contiguous_share(size: int, rank: int, world: int) -> slice:
+    """Process ``rank``'s contiguous part of ``size`` items cut into ``world`` parts, as
+    ``torch.tensor_split`` cuts them: sizes differ by at most one, the larger ones first."""
+    base, extra = divmod(size, world)
+    first = rank * base + min(rank, extra)
+    return slice(first, first + base + (rank < extra))
+
+
 class GlobalBatches(Sampler):
     """Batches of ``batch_size`` indices in a fresh shuffled order each epoch; under data
     parallelism each process takes its contiguous share of every batch.
 
     The order of epoch ``e`` is ``randperm(n)`` from a generator seeded with ``seed + e``: it depends
     on nothing else, so a resumed run and an N-process run see exactly the batches a single
-    uninterrupted process sees (the union of the processes' shares is that batch). A batch with
-    fewer indices than processes (a tiny last batch) is skipped under data parallelism.
+    uninterrupted process sees (the union of the processes' shares is that batch). No batch is
+    skipped: a global batch with fewer indices than processes (a tiny last batch) leaves some
+    shares empty, and a process with an empty share is handed the batch's first index all the
+    same (DDP needs every process in every step) with a true size of 0 (:meth:`share_sizes`),
+    which the trainer weights 0, so an epoch under N processes trains what one process trains.
     """
 
     def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1):
@@ -80,22 +91,27 @@ class GlobalBatches(Sampler):
 
     def global_sizes(self) -> list[int]:
         """The size of each global batch this epoch still yields (for the loss weighting of shares)."""
-        sizes = [min(self.batch_size, self.n - start) for start in range(0, self.n, self.batch_size)]
-        return [size for size in sizes if size >= self.world][self.start:]
+        return [min(self.batch_size, self.n - start) for start in range(0, self.n, self.batch_size)][self.start:]
+
+    def share_sizes(self) -> list[int]:
+        """How many of each global batch's indices (this epoch, still to come) are this process's
+        own: 0 for an empty share, whose one stand-in index must weigh nothing."""
+        return [len(range(size)[share]) for size in self.global_sizes() for share in [self._share(size)]]
+
+    def _share(self, size: int) -> slice:
+        return contiguous_share(size, self.rank, self.world)
 
     def __iter__(self):
         if self.shuffle:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
             order = torch.arange(self.n)
-        done = 0
-        for start in range(0, self.n, self.batch_size):
-            batch = order[start:start + self.batch_size]
-            if len(batch) < self.world:
+        for done, start in enumerate(range(0, self.n, self.batch_size)):
+            if done < self.start:  # batches already trained on are not even loaded
                 continue
-            done += 1
-            if done > self.start:  # batches already trained on are not even loaded
-                yield torch.tensor_split(batch, self.world)[self.rank].tolist()
+            batch = order[start:start + self.batch_size]
+            share = batch[self._share(len(batch))]
+            yield (share if len(share) else batch[:1]).tolist()
 
     def __len__(self) -> int:
         return len(self.global_sizes())

@@ -24,6 +24,18 @@ class MeanErrors:
         self.count += error.numel()
 
     def result(self) -> dict[str, float]:
+        return self.result_of(self.state())
+
+    def state(self) -> dict[str, float]:
+        """The sums and the count, on the host: one share of an evaluation (metrics/merge.py adds them)."""
         if self.count == 0:
+            return {"squared": 0.0, "absolute": 0.0, "count": 0}
+        return {"squared": self.squared.item(), "absolute": self.absolute.item(), "count": self.count}
+
+    @staticmethod
+    def result_of(state: dict[str, float]) -> dict[str, float]:
+        """MSE and MAE of a (merged) state."""
+        count = state.get("count", 0)
+        if count == 0:
             return {"mse": float("nan"), "mae": float("nan")}
-        return {"mse": (self.squared / self.count).item(), "mae": (self.absolute / self.count).item()}
+        return {"mse": state["squared"] / count, "mae": state["absolute"] / count}

@@ -17,6 +17,9 @@ series-level protocol, ~``seq_len`` times less work, numbers not comparable with
 Scoring streams: energies are reduced on the device batch by batch and only [batch, seq_len]
 float32 comes back to the host (SMAP's ~430 000 overlapping test windows give 43 M energies,
 about 170 MB); thresholding and point adjustment are vectorised (symtime_repro/metrics/anomaly.py).
+Under torchrun each process scores its share of the batches of both splits, and process 0 alone
+gathers the energies (a gather, not an all-gather: those 170 MB go to one process) and computes the
+threshold and point adjustment over all of them, in order, as one process would.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from ..datasets.anomaly import AnomalyWindows
 from ..errors import UserError
 from ..files import atomic_write_bytes
 from ..metrics import anomaly as anomaly_scores
-from .base import BaseTask, Splits, with_task
+from .base import BaseTask, Splits, share_start, with_task
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ class AnomalyDetection(BaseTask):
         if ratio is None:
             raise UserError(f"no anomaly ratio for dataset={cfg.dataset.name}: set task.anomaly_ratio=<percent>")
         self.cfg = with_task(cfg, anomaly_ratio=ratio, pred_len=0)  # the run records the ratio it used
-        self.scored: dict[str, Any] | None = None  # set by test(): what anomaly_scores.npz is made from
+        self.scored: dict[str, Any] | None = None  # set by the test: what anomaly_scores.npz is made from
 
     def datasets(self) -> Splits:
         cfg = self.cfg
@@ -81,13 +84,17 @@ class AnomalyDetection(BaseTask):
         return nn.functional.mse_loss(model(x).float(), x)
 
     @torch.inference_mode()
-    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
+    def evaluation_state(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict:
         total, count = None, 0
         for batch in batches:
             energy = step_energy(model, batch["x"]).sum(dtype=torch.float64)
             total = energy if total is None else total + energy
             count += batch["x"].shape[0] * batch["x"].shape[1]
-        return {"loss": (total / count).item() if count else float("nan")}
+        return {"energy_sum": 0.0 if total is None else total.item(), "points": count}
+
+    def metrics_from(self, state: dict) -> dict[str, float]:
+        count = state.get("points", 0)
+        return {"loss": state["energy_sum"] / count if count else float("nan")}
 
     @torch.inference_mode()
     def _energies(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], with_labels: bool):
@@ -99,25 +106,37 @@ class AnomalyDetection(BaseTask):
         energy = np.concatenate(energies) if energies else np.zeros(0, np.float32)
         return energy, (np.concatenate(labels) if labels else np.zeros(0, np.int8))
 
-    def test(self, model: nn.Module, splits: Splits,
-             batches_for: Callable[[Any], Iterable[dict[str, torch.Tensor]]]) -> dict[str, Any]:
+    def test_state(self, model: nn.Module, splits: Splits,
+                   batches_for: Callable[[Any], Iterable[dict[str, torch.Tensor]]]) -> dict[str, Any]:
+        """This share's train and test energies (one per window step, in order), the test labels and
+        the test windows' start points: the threshold and point adjustment need ALL of them, so
+        they run on the merged state (:meth:`test_metrics`)."""
         started = time.perf_counter()
         train_energy, _ = self._energies(model, batches_for(splits.train), with_labels=False)
-        test_energy, gt = self._energies(model, batches_for(splits.test), with_labels=True)
-        scored = time.perf_counter() - started
-        windows = len(test_energy) // self.cfg.task.seq_len
-        log.info("scored %d train + %d test windows in %.1fs (%.0f windows/s)",
-                 len(train_energy) // self.cfg.task.seq_len, windows, scored,
-                 (len(train_energy) + len(test_energy)) / self.cfg.task.seq_len / max(scored, 1e-9))
+        test_batches = batches_for(splits.test)
+        test_energy, gt = self._energies(model, test_batches, with_labels=True)
+        seconds = time.perf_counter() - started
+        seq_len = self.cfg.task.seq_len
+        test_step = self.cfg.dataset.window_step if self.cfg.task.test_windows == "official" else seq_len
+        first, windows = share_start(test_batches)[0], len(test_energy) // seq_len
+        scored = np.asarray(getattr(splits.test, "indices", range(len(splits.test))), dtype=np.int64)
+        return {"train_energy": train_energy, "energy": test_energy, "label": gt,
+                "starts": scored[first:first + windows] * test_step, "seconds": np.array([seconds])}
+
+    def test_metrics(self, state: dict[str, Any]) -> dict[str, Any]:
+        train_energy, test_energy, gt = state["train_energy"], state["energy"], state["label"]
+        seq_len = self.cfg.task.seq_len
+        scored = float(np.max(state["seconds"]))  # the slowest share: the scoring's wall time
+        windows = len(test_energy) // seq_len
+        log.info("scored %d train + %d test windows in %.1fs (%.0f windows/s)", len(train_energy) // seq_len, windows,
+                 scored, (len(train_energy) + len(test_energy)) / seq_len / max(scored, 1e-9))
         threshold = anomaly_scores.threshold(train_energy, test_energy, self.cfg.task.anomaly_ratio)
         pred = (test_energy > threshold).astype(np.int8)
         adjusted = anomaly_scores.point_adjust(gt.astype(np.int8), pred)
         scores = anomaly_scores.binary_scores(gt.astype(np.int8), adjusted)
         val_loss = float(np.mean(test_energy)) if len(test_energy) else float("nan")
-        test_step = self.cfg.dataset.window_step if self.cfg.task.test_windows == "official" else self.cfg.task.seq_len
-        starts = np.asarray(getattr(splits.test, "indices", range(len(splits.test))), dtype=np.int64) * test_step
-        self.scored = {"starts": starts, "energy": test_energy, "label": gt, "pred": pred, "adjusted": adjusted,
-                       "threshold": threshold}
+        self.scored = {"starts": state["starts"], "energy": test_energy, "label": gt, "pred": pred,
+                       "adjusted": adjusted, "threshold": threshold}
         return {**scores, "loss": val_loss, "threshold": float(threshold), "anomaly_ratio": self.cfg.task.anomaly_ratio,
                 "test_windows": windows, "scoring": self.cfg.task.test_windows,
                 "scoring_seconds": round(scored, 3)}

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..metrics.merge import merge_states
 
 
 @dataclass
@@ -40,7 +41,22 @@ class Task(Protocol):
         """Scalar loss of one training batch (already on the device)."""
 
     def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
-        """Metrics over a split; must include ``loss`` and the ``monitor`` metric."""
+        """Metrics over a split; must include ``loss`` and the ``monitor`` metric.
+
+        A task that can be evaluated in shares (under torchrun every process scores a contiguous run
+        of whole batches) defines instead, and BaseTask's ``evaluate`` combines them:
+
+        * ``evaluation_state(model, batches) -> dict``: what its share of the batches adds up to,
+          host-side (sums and counts as numbers, per-sample values as arrays; the merge rule is
+          symtime_repro/metrics/merge.py). ``batches`` may carry where the share starts in the split
+          (:func:`share_start`), for what depends on global positions (seeded masks, plot windows);
+        * ``metrics_from(state) -> dict``: the metrics of a merged state (run once, on process 0);
+        * optionally ``test_state(model, splits, batches_for)`` and ``test_metrics(state)`` for the
+          test (BaseTask: the same two on the test split); ``test_metrics`` also keeps, from the
+          merged state, what :meth:`save_test_outputs` writes.
+
+        A task with ``evaluate`` alone still works: under torchrun process 0 then evaluates the whole
+        split and the others wait."""
 
     def test_metric_names(self) -> tuple[str, ...]:
         """The metrics.json keys this task reports: ``task.metrics`` of its YAML (docs/contract.md)."""
@@ -79,10 +95,31 @@ class BaseTask:
         test set. Asked of the class, before anything is built."""
         return False
 
+    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
+        """The metrics of ``batches``: :meth:`metrics_from` of the task's ``evaluation_state`` (a task
+        without one overrides this method; see :meth:`Task.evaluate`)."""
+        return self.metrics_from(merge_states([self.evaluation_state(model, batches)]))
+
+    def metrics_from(self, state: dict[str, Any]) -> dict[str, float]:
+        raise NotImplementedError(f"task {self.name}: evaluation_state without metrics_from")
+
+    def test_state(self, model: nn.Module, splits: Splits,
+                   batches_for: Callable[[Dataset], Iterable[dict[str, torch.Tensor]]]) -> dict[str, Any]:
+        """This process's share of the test (by default ``evaluation_state`` on the test split)."""
+        return self.evaluation_state(model, batches_for(splits.test))
+
+    def test_metrics(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Test metrics of the merged test state (by default :meth:`metrics_from`); a task keeps
+        here what :meth:`save_test_outputs` writes."""
+        return self.metrics_from(state)
+
     def test(self, model: nn.Module, splits: Splits,
              batches_for: Callable[[Dataset], Iterable[dict[str, torch.Tensor]]]) -> dict[str, Any]:
-        """Test metrics; by default :meth:`evaluate` on the test split. ``batches_for(dataset)``
+        """Test metrics in one process: :meth:`test_metrics` of :meth:`test_state`, or for a task
+        with ``evaluate`` alone, :meth:`evaluate` on the test split. ``batches_for(dataset)``
         yields a split's batches on the device (anomaly detection also needs the train split)."""
+        if shares_evaluation(self):
+            return self.test_metrics(merge_states([self.test_state(model, splits, batches_for)]))
         return self.evaluate(model, batches_for(splits.test))
 
     def save_test_outputs(self, run_dir) -> Optional[dict[str, Any]]:
@@ -106,6 +143,26 @@ class BaseTask:
         return build_model(t.head, enc_in, t.seq_len, t.pred_len, self.cfg.model, **sizes)
 
 
+def shares_evaluation(task) -> bool:
+    """Whether ``task`` evaluates in shares (it has ``evaluation_state``), so that every process
+    under torchrun can score its part; else process 0 evaluates everything."""
+    return callable(getattr(task, "evaluation_state", None))
+
+
+def share_start(batches) -> tuple[int, int]:
+    """(index of the first sample, index of the first batch) in the split of the share of batches
+    ``batches`` holds: what the trainer's batches say, (0, 0) for plain batches (the whole split)."""
+    return getattr(batches, "offset", 0), getattr(batches, "batch_offset", 0)
+
+
+def eval_generator(seed: int, batch: int) -> torch.Generator:
+    """The generator of global evaluation batch ``batch``'s seeded random draws (imputation's masks,
+    pre-training's): seeded from (``seed``, ``batch``) alone, so a batch gets the same draws whichever
+    process scores it, under any number of processes, at every evaluation."""
+    state = np.random.SeedSequence([seed % 2**64, batch]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
 def with_task(cfg, **changes):
     """A copy of the run config ``cfg`` with ``task`` fields changed (``seq_len=…``)."""
     return dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, **changes))
@@ -116,13 +173,16 @@ class TestSamples:
 
     Consecutive windows overlap almost entirely (stride 1), so the kept ones are spread over the
     test split: windows 0, n/limit, 2n/limit, … of the ``total`` the split holds, taken as the
-    batches go by (in order). Kept small on purpose: enough to look at, never a copy of the test set.
+    batches go by (in order), from window ``offset`` on (a process's share of the split). Kept
+    small on purpose: enough to look at, never a copy of the test set. :meth:`state` is what a
+    share kept, for the test state; :meth:`from_state` the windows of the merged shares.
     """
 
-    def __init__(self, total: int, limit: int = 4) -> None:
+    def __init__(self, total: int, limit: int = 4, offset: int = 0) -> None:
         self.wanted = sorted({i * total // limit for i in range(limit)}) if total > 0 else []
-        self.seen = 0  # windows passed so far
+        self.seen = offset  # windows passed so far
         self.parts: dict[str, list[np.ndarray]] = {}
+        self.index: list[int] = []  # the kept windows' indices in the split
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
@@ -130,14 +190,30 @@ class TestSamples:
 
     def keep(self, **tensors: torch.Tensor) -> None:
         size = next(iter(tensors.values())).shape[0]
-        rows = [i - self.seen for i in self.wanted if self.seen <= i < self.seen + size]
+        wanted = [i for i in self.wanted if self.seen <= i < self.seen + size]
+        rows = [i - self.seen for i in wanted]
         self.seen += size
         if not rows:
             return
+        self.index.extend(wanted)
         for key, value in tensors.items():
             picked = value[rows].detach().cpu()
             self.parts.setdefault(key, []).append(picked.numpy() if picked.dtype == torch.bool
                                                   else picked.float().numpy())
+
+    def state(self) -> dict[str, Any]:
+        """``{"samples": {key: array, "index": …}}``, or {} when this share kept no window."""
+        return {"samples": {**self.arrays, "index": np.asarray(self.index, dtype=np.int64)}} if self.parts else {}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "TestSamples":
+        kept = cls(0)
+        for key, value in state.get("samples", {}).items():
+            if key == "index":
+                kept.index = [int(i) for i in value]
+            else:
+                kept.parts[key] = [value]
+        return kept
 
     def save(self, run_dir, columns: Iterable[str]) -> None:
         if not self.parts:

@@ -27,7 +27,7 @@ from ..config import check_patchable
 from ..datasets import uea
 from ..errors import UserError
 from ..files import atomic_write_bytes
-from .base import BaseTask, Splits, with_task
+from .base import BaseTask, Splits, share_start, with_task
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,10 @@ class Classification(BaseTask):
     def __init__(self, cfg) -> None:
         self.cfg = cfg
         self.class_names: list[str] = []
-        # Set during test(): each scored case's true and predicted class, for the confusion matrix.
+        # Set by the test: each scored case's true and predicted class, for the confusion matrix.
         self.predictions: dict[str, list[np.ndarray]] | None = None
         self.cases: np.ndarray | None = None
+        self.testing: np.ndarray | None = None  # while this process scores its share of TEST: the cases scored
         if cfg.dataset.family != "uea":
             raise UserError(f"task=classification runs on the UEA datasets (e.g. dataset=JapaneseVowels), "
                             f"not dataset={cfg.dataset.name}")
@@ -80,8 +81,12 @@ class Classification(BaseTask):
         return nn.functional.cross_entropy(model(batch["x"]).float(), batch["label"])
 
     @torch.inference_mode()
-    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
-        loss_sum = correct = count = None
+    def evaluation_state(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict:
+        """Summed loss, correct cases and cases of this share; testing, also each case's true and
+        predicted class and its index in TEST (for the confusion matrix)."""
+        loss_sum = correct = None
+        count = 0
+        labels_seen, preds_seen = [], []
         for batch in batches:
             logits = model(batch["x"]).float()
             labels = batch["label"]
@@ -89,19 +94,37 @@ class Classification(BaseTask):
             batch_correct = (logits.argmax(-1) == labels).sum()
             loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
             correct = batch_correct if correct is None else correct + batch_correct
-            count = labels.numel() + (count or 0)
-            if self.predictions is not None:
-                self.predictions["label"].append(labels.reshape(-1).cpu().numpy())
-                self.predictions["pred"].append(logits.argmax(-1).reshape(-1).cpu().numpy())
+            count += labels.numel()
+            if self.testing is not None:
+                labels_seen.append(labels.reshape(-1).cpu().numpy())
+                preds_seen.append(logits.argmax(-1).reshape(-1).cpu().numpy())
+        state = {"loss_sum": 0.0 if loss_sum is None else float(loss_sum), "correct": 0 if correct is None else
+                 int(correct), "count": count}
+        if self.testing is not None and labels_seen:
+            first = share_start(batches)[0]
+            state.update(label=np.concatenate(labels_seen).astype(np.int32),
+                         pred=np.concatenate(preds_seen).astype(np.int32), case=self.testing[first:first + count])
+        return state
+
+    def metrics_from(self, state: dict) -> dict[str, float]:
+        count = state.get("count", 0)
         if not count:
             return {"loss": float("nan"), "accuracy": float("nan")}
-        return {"loss": (loss_sum / count).item(), "accuracy": (correct / count).item(), "cases": count}
+        return {"loss": state["loss_sum"] / count, "accuracy": state["correct"] / count, "cases": count}
 
-    def test(self, model: nn.Module, splits: Splits, batches_for) -> dict:
-        self.predictions = {"label": [], "pred": []}
-        # Which TEST cases were scored: all, or the sample trainer.limit_eval_batches drew (a Subset).
-        self.cases = np.asarray(getattr(splits.test, "indices", range(len(splits.test))), dtype=np.int32)
-        return self.evaluate(model, batches_for(splits.test))
+    def test_state(self, model: nn.Module, splits: Splits, batches_for) -> dict:
+        # Which TEST cases are scored: all, or the sample trainer.limit_eval_batches drew (a Subset).
+        self.testing = np.asarray(getattr(splits.test, "indices", range(len(splits.test))), dtype=np.int32)
+        try:
+            return self.evaluation_state(model, batches_for(splits.test))
+        finally:
+            self.testing = None
+
+    def test_metrics(self, state: dict) -> dict:
+        if "label" in state:
+            self.predictions = {"label": [state["label"]], "pred": [state["pred"]]}
+            self.cases = state["case"]
+        return self.metrics_from(state)
 
     def save_test_outputs(self, run_dir) -> None:
         """test_predictions.npz: ``label`` and ``pred`` (class indices, one per scored TEST case, in

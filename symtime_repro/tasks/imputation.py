@@ -7,11 +7,13 @@ window; loss and test MSE/MAE over the hidden points only (the target channel al
 
 Masks. Training masks are fresh random draws every batch, as officially. Validation and test masks
 officially come from the global RNG, so the test metric changes from run to run and the
-validation set changes every epoch. By default (``task.mask_rng=seeded``) ours come from their own
-generator seeded with ``seed`` and restarted for every evaluation: the same seed gives the same
-masks, hence the same metrics, on every run and device (for a given ``trainer.eval_batch_size``),
-and early stopping compares epochs on the same masks. ``task.mask_rng=global`` reproduces the
-official behaviour.
+validation set changes every epoch. By default (``task.mask_rng=seeded``) the masks of evaluation
+batch ``b`` (its place in the split) come from their own generator seeded from (``seed``, ``b``)
+(:func:`~symtime_repro.tasks.base.eval_generator`): the same seed gives the same masks, hence the
+same metrics, on every run and device and under any number of torchrun processes (for a given
+``trainer.eval_batch_size``), and early stopping compares epochs on the same masks.
+``task.mask_rng=global`` reproduces the official behaviour (under torchrun each process then draws
+its share's masks from its own global RNG).
 
 The official network also computes a neighbour interpolation of the zeroed points and then
 discards it, so it has no effect on the output; we don't compute it.
@@ -26,7 +28,7 @@ from torch import nn
 
 from ..datasets import csv_series
 from ..metrics.mean_errors import MeanErrors
-from .base import BaseTask, Splits, TestSamples
+from .base import BaseTask, Splits, TestSamples, eval_generator, share_start
 
 
 def draw_mask(shape: torch.Size, ratio: float, device: torch.device,
@@ -44,7 +46,8 @@ class Imputation(BaseTask):
         self.cfg = cfg
         self.ratio = cfg.task.mask_ratio
         self.scored = slice(-1, None) if cfg.dataset.features == "MS" else slice(None)
-        self.samples: TestSamples | None = None  # set during test(): a few windows for the report's plots
+        self.samples: TestSamples | None = None  # set by the test: a few windows for the report's plots
+        self.keeping: TestSamples | None = None  # while this process scores its share of the test
         self.columns: list[str] = []
 
     def datasets(self) -> Splits:
@@ -66,24 +69,34 @@ class Imputation(BaseTask):
         return self._hidden_error(model(x.masked_fill(hidden, 0.0)), x, hidden).square().mean()
 
     @torch.inference_mode()
-    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
-        generator = None
-        if self.cfg.task.mask_rng == "seeded":
-            generator = torch.Generator().manual_seed(self.cfg.seed)
+    def evaluation_state(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict:
+        seeded = self.cfg.task.mask_rng == "seeded"
+        first = share_start(batches)[1]
         errors = MeanErrors()
-        for batch in batches:
+        for b, batch in enumerate(batches, start=first):
             x = batch["x"]
-            hidden = draw_mask(x.shape, self.ratio, x.device, generator)
+            hidden = draw_mask(x.shape, self.ratio, x.device, eval_generator(self.cfg.seed, b) if seeded else None)
             output = model(x.masked_fill(hidden, 0.0))
             errors.add(self._hidden_error(output, x, hidden))
-            if self.samples is not None:
-                self.samples.keep(x=x.masked_fill(hidden, 0.0), y=x, pred=output, mask=hidden)
-        result = errors.result()
+            if self.keeping is not None:
+                self.keeping.keep(x=x.masked_fill(hidden, 0.0), y=x, pred=output, mask=hidden)
+        return {**errors.state(), **(self.keeping.state() if self.keeping is not None else {})}
+
+    def metrics_from(self, state: dict) -> dict[str, float]:
+        result = MeanErrors.result_of(state)
         return {"loss": result["mse"], **result}
 
-    def test(self, model: nn.Module, splits: Splits, batches_for) -> dict:
-        self.samples = TestSamples(len(splits.test))
-        return {**self.evaluate(model, batches_for(splits.test)), "mask_ratio": self.ratio}
+    def test_state(self, model: nn.Module, splits: Splits, batches_for) -> dict:
+        batches = batches_for(splits.test)
+        self.keeping = TestSamples(len(splits.test), offset=share_start(batches)[0])
+        try:
+            return self.evaluation_state(model, batches)
+        finally:
+            self.keeping = None
+
+    def test_metrics(self, state: dict) -> dict:
+        self.samples = TestSamples.from_state(state)
+        return {**self.metrics_from(state), "mask_ratio": self.ratio}
 
     def save_test_outputs(self, run_dir) -> None:
         if self.samples is not None:

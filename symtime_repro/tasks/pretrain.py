@@ -28,7 +28,7 @@ from ..datasets import s2
 from ..errors import UserError
 from ..models import patch_count
 from ..models.pretrain import SymTimePretraining
-from .base import BaseTask, Splits
+from .base import BaseTask, Splits, eval_generator, share_start
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ class Pretrain(BaseTask):
                             f"window (task.seq_len={cfg.task.seq_len}, model.patch_len={m.patch_len}, "
                             f"model.stride={m.stride}); the loss would be 0/0: raise the ratio or the context")
         self.model: SymTimePretraining | None = None
+        self.info: dict[str, Any] = {}  # the splits' facts, kept by the test for metrics.json
 
     def datasets(self) -> Splits:
         p, symbol = self.cfg.pretrain, self.cfg.pretrain.symbol
@@ -112,24 +113,31 @@ class Pretrain(BaseTask):
         return model(batch["series"], batch["input_ids"], batch["attention_mask"])["loss"]
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
-        # The same masks at every evaluation (its own generator, restarted), as imputation's seeded masks.
-        generator = torch.Generator().manual_seed(self.cfg.seed)
+    def evaluation_state(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
+        # The same masks at every evaluation: batch b's from a generator seeded from (seed, b), as
+        # imputation's seeded masks, whichever process scores it.
+        first = share_start(batches)[1]
         sums: dict[str, float] = defaultdict(float)
-        for batch in batches:
+        for b, batch in enumerate(batches, start=first):
             for key, value in model.evaluation(batch["series"], batch["input_ids"], batch["attention_mask"],
-                                               generator).items():
+                                               eval_generator(self.cfg.seed, b)).items():
                 sums[key] += value
-        return summarise(sums, self.cfg.pretrain.symbols != "none")
+        return dict(sums)
+
+    def metrics_from(self, state: dict[str, float]) -> dict[str, float]:
+        return summarise(defaultdict(float, state), self.cfg.pretrain.symbols != "none")
 
     def test_metric_names(self) -> tuple[str, ...]:
         names = tuple(self.cfg.task.metrics)
         return names if self.cfg.pretrain.symbols != "none" else tuple(n for n in names if n not in SYMBOL_METRICS)
 
-    def test(self, model: nn.Module, splits: Splits, batches_for) -> dict[str, Any]:
-        self.model = model
-        info = splits.info
-        return {**self.evaluate(model, batches_for(splits.test)),
+    def test_state(self, model: nn.Module, splits: Splits, batches_for) -> dict[str, Any]:
+        self.model, self.info = model, splits.info
+        return self.evaluation_state(model, batches_for(splits.test))
+
+    def test_metrics(self, state: dict[str, Any]) -> dict[str, Any]:
+        info = self.info
+        return {**self.metrics_from(state),
                 **{f"{name}_pairs": info["pairs"][name] for name in ("train", "val", "test")},
                 "s2_cache": info["file"], "tokenizer": info["tokenizer"],
                 "tokens_per_expression": info["tokens_per_expression"], "truncated_expressions": info["truncated"]}

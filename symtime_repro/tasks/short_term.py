@@ -107,7 +107,7 @@ class M4LastWindows(Dataset):
     """Each series' last ``input_len`` training points and, as target, its test horizon.
 
     Given the held-out split (``M4Holdout.validation``: shortened histories, held-out points as
-    ``test``) it is the validation split; ``rows_key`` then says so to :meth:`evaluate`.
+    ``test``) it is the validation split; ``rows_key`` then says so to :meth:`evaluation_state`.
     """
 
     def __init__(self, split: m4.M4Split, input_len: int, rows_key: str = TEST_ROWS) -> None:
@@ -181,17 +181,24 @@ class ShortTermForecasting(BaseTask):
         return smape_loss(model(batch["x"]).float(), batch["y"], batch["mask"])
 
     @torch.inference_mode()
-    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
-        """Scores of the test split's batches (sMAPE, MASE, OWA; also the validation under
-        dataset.validation=test), or sMAPE of the held-out validation split's (their rows key says which)."""
+    def evaluation_state(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict:
+        """This share's forecasts and the rows (series) they are of, and which split they score (the
+        test split, or the held-out validation split: their rows key says which)."""
         forecasts, rows, key = [], [], None
         for batch in batches:
             key = HOLDOUT_ROWS if HOLDOUT_ROWS in batch else TEST_ROWS
             forecasts.append(model(batch["x"]).float()[..., 0].cpu())
             rows.append(batch[key].reshape(-1).cpu())
-        forecast = torch.cat(forecasts).double().numpy()
-        rows_scored = torch.cat(rows).tolist()  # all series, or the sample trainer.limit_eval_batches scores
-        if key == HOLDOUT_ROWS:
+        if key is None:  # a share without batches
+            return {}
+        return {"forecast": torch.cat(forecasts).double().numpy(), "rows": torch.cat(rows).numpy(), "rows_key": key}
+
+    def metrics_from(self, state: dict) -> dict:
+        """Scores of the test split's forecasts (sMAPE, MASE, OWA; also the validation under
+        dataset.validation=test), or sMAPE of the held-out validation split's."""
+        forecast = state["forecast"]
+        rows_scored = state["rows"].tolist()  # all series, or the sample trainer.limit_eval_batches scores
+        if state["rows_key"] == HOLDOUT_ROWS:
             truth = self.holdout.validation.test[rows_scored]
             value = m4_metrics.smape(forecast, truth)
             return {"loss": value, "smape": value, "series": len(rows_scored), "seasonal_pattern": self.pattern.name}
@@ -202,7 +209,6 @@ class ShortTermForecasting(BaseTask):
         self.forecasts, self.forecast_ids, self.forecast_rows = forecast, part.ids, rows_scored
         return {"loss": scores["smape"], "smape": scores["smape"], "mase": scores["mase"], "owa": scores["owa"],
                 "series": scores["series"], "seasonal_pattern": self.pattern.name}
-
 
     def save_test_outputs(self, run_dir) -> None:
         if self.forecasts is None:

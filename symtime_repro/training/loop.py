@@ -18,22 +18,23 @@ import copy
 import logging
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from ..datasets.windows import eval_sample_count, make_loader, spread_indices
+from ..datasets.windows import contiguous_share, eval_sample_count, make_loader, spread_indices
 from ..device import Device
-from ..distributed import Dist, broadcast
+from ..distributed import Dist, broadcast, gather_to_main, share_buffers
 from ..errors import Preempted
 from ..files import write_csv
+from ..metrics.merge import merge_states
 from ..models import save_checkpoint
 from ..preemption import StopRequest
-from ..tasks.base import Splits, Task
+from ..tasks.base import Splits, Task, shares_evaluation
 from ..tracking.base import NullTracker, Trackers
-from .batches import limit_batches, to_device
+from .batches import EvalBatches, limit_batches, to_device
 from .early_stopping import EarlyStopping
 from .nonfinite import loss_and_grads_finite, stop_if_nonfinite
 from .parallel import data_parallel
@@ -55,12 +56,13 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.seed = seed
         self.config_record = config_record  # saved in checkpoint.pt
-        self.dist = dist  # under torchrun: this process's rank; only process 0 writes and evaluates
+        self.dist = dist  # under torchrun: this process's rank; each evaluates its share, only process 0 writes
         self.finite: Optional[torch.Tensor] = None  # the last train_step's loss and gradients were finite
 
     # -- data -----------------------------------------------------------------------------------
     def loader(self, dataset, train: bool) -> DataLoader:
-        """Training: this process's share of each shuffled global batch. Evaluation: the whole split."""
+        """Training: this process's share of each shuffled global batch. Evaluation: all of ``dataset``
+        (:meth:`eval_batches` hands it a process's share of the split)."""
         batch_size = self.cfg.batch_size if train else (self.cfg.eval_batch_size or self.cfg.batch_size)
         rank, world = (self.dist.rank, self.dist.world) if train else (0, 1)
         return make_loader(dataset, batch_size, shuffle=train, seed=self.seed, num_workers=self.cfg.num_workers,
@@ -83,23 +85,63 @@ class Trainer:
             return dataset
         return Subset(dataset, spread_indices(total, scored, self.seed))
 
-    def eval_batches(self, dataset) -> Iterator[dict]:
-        """All of ``dataset``'s batches, in order, on the device (callers pass :meth:`eval_subset`)."""
-        return to_device(self.loader(dataset, train=False), self.device)
+    def eval_batches(self, dataset, share: bool = False) -> EvalBatches:
+        """``dataset``'s batches, in order, on the device (callers pass :meth:`eval_subset`): all of
+        them, or with ``share`` under torchrun this process's share, a contiguous run of WHOLE
+        batches (process r of N takes ``torch.tensor_split(range(n_batches), N)[r]``), so every batch
+        is the batch one process would score; the batches say where the share starts."""
+        size, n = self.eval_batch_size, len(dataset)
+        n_batches = -(-n // size)
+        first, stop = 0, n_batches
+        if share and self.dist.enabled:
+            part = contiguous_share(n_batches, self.dist.rank, self.dist.world)
+            first, stop = part.start, part.stop
+            dataset = Subset(dataset, range(min(first * size, n), min(stop * size, n)))
+        return EvalBatches(self.loader(dataset, train=False), self.device, offset=min(first * size, n),
+                           batch_offset=first)
 
     def evaluate(self, task: Task, model: nn.Module, dataset) -> dict[str, float]:
-        model.eval()
-        with self.device.autocast():
-            return task.evaluate(model, self.eval_batches(self.eval_subset(dataset)))
+        """The task's metrics on ``dataset`` (as :meth:`eval_subset` cuts it), on every process.
 
-    def test(self, task: Task, model: nn.Module, splits: Splits) -> dict[str, Any]:
+        Under torchrun (every process calls it) each process scores its share of the batches with the
+        task's ``evaluation_state``, process 0 merges the states (metrics/merge.py) and computes the
+        metrics, and every process gets them. A task with ``evaluate`` alone is evaluated whole by
+        process 0, the others waiting for its numbers."""
+        scored = self.eval_subset(dataset)
+        dist = self.dist
+        if not dist.enabled or not shares_evaluation(task):
+            metrics = None
+            if dist.is_main:
+                model.eval()
+                with self.device.autocast():
+                    metrics = task.evaluate(model, self.eval_batches(scored))
+            return broadcast(metrics, dist)
+        model.eval()
+        share_buffers(model, dist)  # process 0's BatchNorm statistics, as process 0 alone would use
+        with self.device.autocast():
+            state = task.evaluation_state(model, self.eval_batches(scored, share=True))
+        states = gather_to_main(state, dist)
+        return broadcast(task.metrics_from(merge_states(states)) if dist.is_main else None, dist)
+
+    def test(self, task: Task, model: nn.Module, splits: Splits) -> Optional[dict[str, Any]]:
         """The task's test on the splits as :meth:`eval_subset` cuts them (anomaly detection also
-        scores the train split, for its threshold)."""
+        scores the train split, for its threshold). Under torchrun every process calls it and scores
+        its share (:meth:`evaluate`); process 0 merges the states, gets the metrics and keeps what
+        ``save_test_outputs`` writes; the others get None."""
         model.eval()
         scored = Splits(self.eval_subset(splits.train), self.eval_subset(splits.val), self.eval_subset(splits.test),
                         splits.info)
+        dist = self.dist
+        if not dist.enabled or not shares_evaluation(task):
+            if not dist.is_main:
+                return None
+            with self.device.autocast():
+                return task.test(model, scored, self.eval_batches)
+        share_buffers(model, dist)
         with self.device.autocast():
-            return task.test(model, scored, self.eval_batches)
+            state = task.test_state(model, scored, lambda dataset: self.eval_batches(dataset, share=True))
+        states = gather_to_main(state, dist)
+        return task.test_metrics(merge_states(states)) if dist.is_main else None
 
     # -- one step -------------------------------------------------------------------------------
     def make_optimizer(self, model: nn.Module) -> tuple[torch.optim.Optimizer, list[nn.Parameter]]:
@@ -150,8 +192,8 @@ class Trainer:
                 if run.result.stopped_early:  # by the last epoch, or by the run this one resumes
                     break
                 train_loss, started = self._train_epoch(task, run, epoch)
-                # Process 0 evaluates the whole split once; everyone follows its numbers.
-                val = broadcast(self.evaluate(task, model, splits.val) if self.dist.is_main else None, self.dist)
+                # Every process scores its share of the split; everyone follows the merged numbers.
+                val = self.evaluate(task, model, splits.val)
                 self._end_epoch(task, run, epoch, train_loss, val, started)
             self._keep_best_weights(task, run)
         return run.result
@@ -203,6 +245,9 @@ class Trainer:
         run.model.train()
         run.train_loader.sampler.set_epoch(epoch, start=done)
         global_sizes = run.train_loader.sampler.global_sizes()
+        # This process's true share of each global batch: 0 where a tiny last batch left it none (it
+        # then steps on one stand-in window with weight 0: DDP needs every process in every step).
+        share_sizes = run.train_loader.sampler.share_sizes()
         limit = None if cfg.limit_train_batches is None else max(0, cfg.limit_train_batches - done)
         n_batches, batches = limit_batches(run.train_loader, limit, "train")
         progress = Progress(n_batches, f"epoch {epoch}/{cfg.epochs}", enabled=cfg.progress and dist.is_main)
@@ -216,7 +261,7 @@ class Trainer:
         per_epoch = len(run.train_loader) if cfg.limit_train_batches is None else min(len(run.train_loader),
                                                                                        cfg.limit_train_batches)
         for step, batch in enumerate(to_device(batches, self.device)):
-            size = next(iter(batch.values())).shape[0]
+            size = share_sizes[step]
             weight = size * dist.world / global_sizes[step] if dist.enabled else 1.0
             loss = self.train_step(task, run.train_model, batch, run.optimizer, run.scaler, run.params, weight)
             if run.scheduler is not None:  # per batch, skipped batches included (the schedule counts steps)
