@@ -14,7 +14,8 @@ makes the ratio robust to a machine whose load drifts; the table gives every pai
 and the load average before each process.
 
 The official process runs with the system allocator (as it runs when cloned) unless
-``--official-allocator mimalloc`` preloads ours into it too.
+``--official-allocator mimalloc`` preloads ours into it too, with our settings
+(symtime_repro/allocator.py).
 """
 
 from __future__ import annotations
@@ -133,12 +134,12 @@ def run_official(official: Path, overrides: list[str], out: Path, allocator: str
     env = {**os.environ, "SYMTIME_REPRO_ALLOCATOR": "system"}
     env.pop("LD_PRELOAD", None)
     if allocator == "mimalloc":
-        from symtime_repro.allocator import mimalloc_library
+        from symtime_repro.allocator import mimalloc_env, mimalloc_library
 
         library = mimalloc_library()
         if library is None:
             raise SystemExit("--official-allocator mimalloc: cmeel-mimalloc is not installed")
-        env.update(LD_PRELOAD=str(library), SYMTIME_REPRO_ALLOCATOR="mimalloc")
+        env = mimalloc_env(library, env)  # with our runs' mimalloc settings
     cmd = [sys.executable, __file__, "--worker", "--official", str(official), "--out", str(out), "--", *overrides]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if done.returncode != 0:

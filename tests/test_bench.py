@@ -124,3 +124,12 @@ def test_mimalloc_restart_changes_speed_not_numbers(tmp_path):
 def test_a_bad_allocator_choice_is_one_line(tmp_path):
     result = run_cli(TINY, tmp_path / "run", env={"SYMTIME_REPRO_ALLOCATOR": "tcmalloc"})
     assert result.returncode == 2 and "SYMTIME_REPRO_ALLOCATOR='tcmalloc'" in result.stderr
+
+
+def test_mimalloc_keeps_freed_memory_unless_told_otherwise(tmp_path):
+    """MIMALLOC_PURGE_DELAY=-1: without it every training step faulted its memory in again (allocator.py)."""
+    library = tmp_path / "libmimalloc.so"
+    env = allocator.mimalloc_env(library, {"LD_PRELOAD": "/other.so", "PATH": "/bin"})
+    assert env["MIMALLOC_PURGE_DELAY"] == "-1" and env["LD_PRELOAD"] == f"{library}:/other.so"
+    assert env["SYMTIME_REPRO_ALLOCATOR"] == "mimalloc" and env["PATH"] == "/bin"
+    assert allocator.mimalloc_env(library, {"MIMALLOC_PURGE_DELAY": "10"})["MIMALLOC_PURGE_DELAY"] == "10"
