@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -36,16 +35,6 @@ from types import SimpleNamespace
 REPO = Path(__file__).resolve().parent.parent
 # The configuration of docs/performance.md: the base model on ETTh1, seq_len 336, stride 4, batch 32.
 DEFAULT = ["task.seq_len=336", "task.pred_len=96", "model.stride=4", "trainer.batch_size=32", "device.threads=2"]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load() -> float:
@@ -165,6 +154,8 @@ def main() -> None:
     if a.worker:
         official_worker(a.official.resolve(), overrides, a.out)
         return
+    from symtime_repro.compare_frameworks import cpu_model
+
     variants = a.ours or [""]
     scratch = Path(tempfile.mkdtemp(prefix="bench_official_"))
     pairs = []
@@ -188,7 +179,7 @@ def main() -> None:
                           for v, o in row["ours"].items())
         print(f"pair {i + 1}: official {theirs['train_samples_per_second']:.3f} samples/s (load {before:.2f}); "
               f"{shown}", flush=True)
-    summary = {"cpu": cpu_name(), "overrides": overrides, "pairs": pairs, "ratios": {}}
+    summary = {"cpu": cpu_model(), "overrides": overrides, "pairs": pairs, "ratios": {}}
     for variant in variants:
         ratios = [row["ours"][variant]["ratio"] for row in pairs]
         summary["ratios"][variant or "default"] = {"median": statistics.median(ratios), "lowest": min(ratios)}

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..metrics.mean_errors import MeanErrors
 from ..metrics.merge import merge_states
 
 
@@ -225,3 +226,39 @@ class TestSamples:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, columns=np.array(list(columns), dtype=str), **self.arrays)
         atomic_write_bytes(Path(run_dir) / "test_samples.npz", buffer.getvalue())
+
+
+class WindowErrorsTask(BaseTask):
+    """What long-term forecasting and imputation share: MSE and MAE over a split's windows (a
+    :class:`MeanErrors` state), and a few test windows kept for the report's plots
+    (:class:`TestSamples`, written as test_samples.npz with the series' ``columns``).
+
+    A subclass's ``evaluation_state`` adds :meth:`kept_state` to its errors' state and, while
+    ``self.keeping`` is set (this process's share of the test), keeps windows in it."""
+
+    samples: Optional[TestSamples] = None  # set by the test: a few windows for the report's plots
+    keeping: Optional[TestSamples] = None  # while this process scores its share of the test
+    columns: tuple[str, ...] = ()  # the series' columns, set by datasets()
+
+    def kept_state(self) -> dict:
+        return self.keeping.state() if self.keeping is not None else {}
+
+    def metrics_from(self, state: dict) -> dict[str, float]:
+        result = MeanErrors.result_of(state)
+        return {"loss": result["mse"], **result}
+
+    def test_state(self, model: nn.Module, splits: Splits, batches_for) -> dict:
+        batches = batches_for(splits.test)
+        self.keeping = TestSamples(len(splits.test), offset=share_start(batches)[0])
+        try:
+            return self.evaluation_state(model, batches)
+        finally:
+            self.keeping = None
+
+    def test_metrics(self, state: dict) -> dict:
+        self.samples = TestSamples.from_state(state)
+        return self.metrics_from(state)
+
+    def save_test_outputs(self, run_dir) -> None:
+        if self.samples is not None:
+            self.samples.save(run_dir, self.columns)

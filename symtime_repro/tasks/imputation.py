@@ -28,7 +28,7 @@ from torch import nn
 
 from ..datasets import csv_series
 from ..metrics.mean_errors import MeanErrors
-from .base import BaseTask, Splits, TestSamples, eval_generator, share_start
+from .base import Splits, WindowErrorsTask, eval_generator, share_start
 
 
 def draw_mask(shape: torch.Size, ratio: float, device: torch.device,
@@ -39,16 +39,13 @@ def draw_mask(shape: torch.Size, ratio: float, device: torch.device,
     return (torch.rand(shape, generator=generator) <= ratio).to(device)
 
 
-class Imputation(BaseTask):
+class Imputation(WindowErrorsTask):
     name = "imputation"
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
         self.ratio = cfg.task.mask_ratio
         self.scored = slice(-1, None) if cfg.dataset.features == "MS" else slice(None)
-        self.samples: TestSamples | None = None  # set by the test: a few windows for the report's plots
-        self.keeping: TestSamples | None = None  # while this process scores its share of the test
-        self.columns: list[str] = []
 
     def datasets(self) -> Splits:
         windows, info = csv_series.window_splits(self.cfg.dataset, self.cfg.task.seq_len, 0, self.cfg.data.root)
@@ -80,28 +77,10 @@ class Imputation(BaseTask):
             errors.add(self._hidden_error(output, x, hidden))
             if self.keeping is not None:
                 self.keeping.keep(x=x.masked_fill(hidden, 0.0), y=x, pred=output, mask=hidden)
-        return {**errors.state(), **(self.keeping.state() if self.keeping is not None else {})}
-
-    def metrics_from(self, state: dict) -> dict[str, float]:
-        result = MeanErrors.result_of(state)
-        return {"loss": result["mse"], **result}
-
-    def test_state(self, model: nn.Module, splits: Splits, batches_for) -> dict:
-        batches = batches_for(splits.test)
-        self.keeping = TestSamples(len(splits.test), offset=share_start(batches)[0])
-        try:
-            return self.evaluation_state(model, batches)
-        finally:
-            self.keeping = None
+        return {**errors.state(), **self.kept_state()}
 
     def test_metrics(self, state: dict) -> dict:
-        self.samples = TestSamples.from_state(state)
-        return {**self.metrics_from(state), "mask_ratio": self.ratio}
-
-    def save_test_outputs(self, run_dir) -> None:
-        if self.samples is not None:
-            self.samples.save(run_dir, self.columns)
-
+        return {**super().test_metrics(state), "mask_ratio": self.ratio}
 
 
 TASK = Imputation

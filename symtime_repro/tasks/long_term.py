@@ -18,19 +18,16 @@ from torch import nn
 
 from ..datasets import csv_series
 from ..metrics.mean_errors import MeanErrors
-from .base import BaseTask, Splits, TestSamples, share_start
+from .base import Splits, WindowErrorsTask
 
 
-class LongTermForecasting(BaseTask):
+class LongTermForecasting(WindowErrorsTask):
     name = "long_term"
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
         # features=MS: all channels in, only the target (moved last) scored.
         self.scored = slice(-1, None) if cfg.dataset.features == "MS" else slice(None)
-        self.samples: TestSamples | None = None  # set by the test: a few windows for the report's plots
-        self.keeping: TestSamples | None = None  # while this process scores its share of the test
-        self.columns: list[str] = []
 
     def datasets(self) -> Splits:
         t = self.cfg.task
@@ -53,28 +50,7 @@ class LongTermForecasting(BaseTask):
             errors.add(pred[..., self.scored].float() - batch["y"][..., self.scored])
             if self.keeping is not None:
                 self.keeping.keep(x=batch["x"], y=batch["y"], pred=pred)
-        return {**errors.state(), **(self.keeping.state() if self.keeping is not None else {})}
-
-    def metrics_from(self, state: dict) -> dict[str, float]:
-        result = MeanErrors.result_of(state)
-        return {"loss": result["mse"], **result}
-
-    def test_state(self, model: nn.Module, splits: Splits, batches_for) -> dict:
-        batches = batches_for(splits.test)
-        self.keeping = TestSamples(len(splits.test), offset=share_start(batches)[0])
-        try:
-            return self.evaluation_state(model, batches)
-        finally:
-            self.keeping = None
-
-    def test_metrics(self, state: dict) -> dict:
-        self.samples = TestSamples.from_state(state)
-        return self.metrics_from(state)
-
-    def save_test_outputs(self, run_dir) -> None:
-        if self.samples is not None:
-            self.samples.save(run_dir, self.columns)
-
+        return {**errors.state(), **self.kept_state()}
 
 
 TASK = LongTermForecasting
