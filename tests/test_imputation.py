@@ -34,15 +34,16 @@ def test_metrics_cover_only_hidden_points_and_repeat_with_the_seed():
     task = _task()
     first, second = task.evaluate(identity, batches), task.evaluate(identity, batches)
     assert first == second
-    # Batch b's masks come from a generator of its own, seeded from (seed, b): the same under any sharing.
-    hidden = torch.cat([draw_mask(b["x"].shape, 0.25, torch.device("cpu"), eval_generator(11, i))
-                        for i, b in enumerate(batches)])
+    # Window i's mask comes from a generator of its own, seeded from (seed, i): the same whatever the
+    # batches (a checkpoint tested later with another eval batch size) and under any sharing.
+    hidden = torch.stack([draw_mask(x.shape[1:], 0.25, torch.device("cpu"), eval_generator(11, i)) for i in range(10)])
+    assert task.evaluate(identity, [{"x": x[:3]}, {"x": x[3:]}]) == pytest.approx(first, rel=1e-12)
     assert first["mse"] == pytest.approx(x[hidden].square().mean().item(), rel=1e-6)
     assert first["mae"] == pytest.approx(x[hidden].abs().mean().item(), rel=1e-6)
     # features=MS scores only the last channel
     ms = _task(features="MS").evaluate(identity, batches)
     assert ms["mse"] == pytest.approx(x[..., -1:][hidden[..., -1:]].square().mean().item(), rel=1e-6)
-    # A share that starts at batch 1 draws batch 1's masks: two shares merge to the whole.
+    # A share that starts at window 6 draws window 6's mask onwards: two shares merge to the whole.
     from symtime_repro.metrics.merge import merge_states
 
     class Share(list):

@@ -156,11 +156,12 @@ def share_start(batches) -> tuple[int, int]:
     return getattr(batches, "offset", 0), getattr(batches, "batch_offset", 0)
 
 
-def eval_generator(seed: int, batch: int) -> torch.Generator:
-    """The generator of global evaluation batch ``batch``'s seeded random draws (imputation's masks,
-    pre-training's): seeded from (``seed``, ``batch``) alone, so a batch gets the same draws whichever
-    process scores it, under any number of processes, at every evaluation."""
-    state = np.random.SeedSequence([seed % 2**64, batch]).generate_state(1, dtype=np.uint64)[0]
+def eval_generator(seed: int, item: int) -> torch.Generator:
+    """The generator of evaluation item ``item``'s seeded random draws (imputation: the ``item``-th
+    scored window's mask; pre-training: global batch ``item``'s masks), seeded from (``seed``, ``item``)
+    alone: the same draws whichever process scores it, under any number of processes, at every
+    evaluation."""
+    state = np.random.SeedSequence([seed % 2**64, item]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state))
 
 

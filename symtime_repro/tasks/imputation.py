@@ -7,11 +7,12 @@ window; loss and test MSE/MAE over the hidden points only (the target channel al
 
 Masks. Training masks are fresh random draws every batch, as officially. Validation and test masks
 officially come from the global RNG, so the test metric changes from run to run and the
-validation set changes every epoch. By default (``task.mask_rng=seeded``) the masks of evaluation
-batch ``b`` (its place in the split) come from their own generator seeded from (``seed``, ``b``)
+validation set changes every epoch. By default (``task.mask_rng=seeded``) the mask of the ``i``-th
+window an evaluation scores comes from its own generator seeded from (``seed``, ``i``)
 (:func:`~symtime_repro.tasks.base.eval_generator`): the same seed gives the same masks, hence the
-same metrics, on every run and device and under any number of torchrun processes (for a given
-``trainer.eval_batch_size``), and early stopping compares epochs on the same masks.
+same metrics, on every run and device, for any ``trainer.eval_batch_size`` (a checkpoint tested
+later with another batch size scores the same masks) and under any number of torchrun processes,
+and early stopping compares epochs on the same masks.
 ``task.mask_rng=global`` reproduces the official behaviour (under torchrun each process then draws
 its share's masks from its own global RNG).
 
@@ -37,6 +38,13 @@ def draw_mask(shape: torch.Size, ratio: float, device: torch.device,
     if generator is None:
         return torch.rand(shape, device=device) <= ratio
     return (torch.rand(shape, generator=generator) <= ratio).to(device)
+
+
+def seeded_masks(shape: torch.Size, ratio: float, device: torch.device, seed: int, first: int) -> torch.Tensor:
+    """The masks of a batch of ``shape[0]`` windows, the ``first``-th scored window onwards: window
+    ``i``'s from its own generator seeded from (``seed``, ``i``), whatever batch it falls in."""
+    return torch.stack([draw_mask(shape[1:], ratio, device, eval_generator(seed, first + j))
+                        for j in range(shape[0])])
 
 
 class Imputation(WindowErrorsTask):
@@ -68,11 +76,13 @@ class Imputation(WindowErrorsTask):
     @torch.inference_mode()
     def evaluation_state(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict:
         seeded = self.cfg.task.mask_rng == "seeded"
-        first = share_start(batches)[1]
+        window = share_start(batches)[0]  # the first window this share scores
         errors = MeanErrors()
-        for b, batch in enumerate(batches, start=first):
+        for batch in batches:
             x = batch["x"]
-            hidden = draw_mask(x.shape, self.ratio, x.device, eval_generator(self.cfg.seed, b) if seeded else None)
+            hidden = (seeded_masks(x.shape, self.ratio, x.device, self.cfg.seed, window) if seeded
+                      else draw_mask(x.shape, self.ratio, x.device))
+            window += x.shape[0]
             output = model(x.masked_fill(hidden, 0.0))
             errors.add(self._hidden_error(output, x, hidden))
             if self.keeping is not None:
